@@ -1,0 +1,1 @@
+"""Benchmarks for ``make bench``: not tests, and not part of the installed package."""

@@ -1,0 +1,50 @@
+"""create_app(settings): middleware order, routers, service wiring."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from obsigen import __version__
+from obsigen.config import Settings
+from obsigen.db.migrate import current_revision, head_revision
+from obsigen.inference.catalog import ModelCatalog
+from obsigen.services import Services, build_services
+from obsigen.web.api import chat_completions, conversations, health, models
+from obsigen.web.headers import SecurityHeaders
+from obsigen.web.problems import install_problem_handlers
+
+
+class NotMigrated(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = services or build_services(settings)
+        if await current_revision(svc.engine) != head_revision():
+            await svc.aclose()
+            raise NotMigrated("the database schema is not current: run `obsigen migrate`")
+        app.state.services = svc
+        app.state.catalog = ModelCatalog(svc.provider, settings.inference.model)
+        try:
+            yield
+        finally:
+            if services is None:
+                await svc.aclose()
+
+    app = FastAPI(
+        title="Obsigen",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(SecurityHeaders)
+    for module in (health, models, chat_completions, conversations):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,515 @@
+"""One chat turn, top to bottom as in DESIGN.md's picture.
+
+    persist the prompt [audit] -> input safeguards [audit] -> redact for inference
+    -> model <-> tool loop (policy [audit] -> run -> scan output [audit])
+    -> output filters -> restore placeholders -> persist the answer [audit] -> stream
+
+Authentication, rate limiting and authorization happened at the web edge before this runs.
+A failure at any step ends the turn with a clear error, keeps what the user sent (marked
+failed, with the reason), and is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from obsigen.assistant import store
+from obsigen.assistant.hooks import GuardResult, Redaction, TurnHooks
+from obsigen.audit.events import AuditEvent, actor_of, digest
+from obsigen.audit.recorder import AuditRecorder
+from obsigen.authz.principal import Principal
+from obsigen.db.models import ToolCall
+from obsigen.errors import InvalidInput, ObsigenError, UpstreamFailed, UpstreamTimeout
+from obsigen.inference.errors import InferenceError, InferenceTimeout
+from obsigen.inference.interfaces import (
+    ChatMessage,
+    CompletionRequest,
+    FinishReason,
+    InferenceProvider,
+    ToolCallRequest,
+    ToolChoice,
+    ToolSpec,
+    Usage,
+)
+from obsigen.tools.interfaces import ToolContext, ToolInputError
+from obsigen.tools.registry import ToolRegistry
+
+TOOL_TIMEOUT_S = 30.0
+TOOL_OUTPUT_CHARS = 16_000
+
+
+class InputBlocked(ObsigenError):
+    status = 400
+    type_slug = "input-blocked"
+    title = "The message was blocked by a content safeguard"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    principal: Principal
+    model: str
+    messages: tuple[ChatMessage, ...]
+    conversation_id: str | None = None
+    client_tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    server_tools: bool = True
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    source_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolActivity:
+    call_id: str
+    name: str
+    decision: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    conversation_id: str
+    interaction_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    conversation_id: str
+    interaction_id: str
+    message_id: str
+    content: str
+    finish_reason: FinishReason
+    usage: Usage
+    client_tool_calls: tuple[ToolCallRequest, ...] = ()
+
+
+TurnEvent = TurnStarted | ContentDelta | ToolActivity | TurnFinished
+
+
+@dataclass(slots=True)
+class TurnServices:
+    sessions: async_sessionmaker[AsyncSession]
+    provider: InferenceProvider
+    tools: ToolRegistry
+    audit: AuditRecorder
+    hooks: TurnHooks = field(default_factory=TurnHooks)
+    max_tool_rounds: int = 4
+    default_max_tokens: int = 512
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The state one turn carries from step to step."""
+
+    services: TurnServices
+    request: TurnRequest
+    interaction_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    conversation_id: str = ""
+    prompt_message_ids: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+    async def audit(self, type_: str, outcome: str = "success", **data: Any) -> None:
+        principal = self.request.principal
+        if self.request.source_address:
+            data.setdefault("source_address", self.request.source_address)
+        await self.services.audit.record(
+            AuditEvent(
+                type=type_,
+                tenant_id=principal.tenant_id,
+                actor=actor_of(principal),
+                outcome=outcome,  # type: ignore[arg-type]
+                interaction_id=self.interaction_id,
+                data={"conversation_id": self.conversation_id, **data},
+            )
+        )
+
+
+async def run_turn(services: TurnServices, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    """Run one turn, yielding content as it streams and a final TurnFinished."""
+    if not request.messages:
+        raise InvalidInput("messages must not be empty")
+    turn = _Turn(services, request)
+    history = await _persist_prompt(turn)
+    try:
+        await _check_input(turn)
+        yield TurnStarted(turn.conversation_id, turn.interaction_id)
+        redaction = services.hooks.redactor.redact(history)
+        async for event in _model_and_tool_loop(turn, redaction):
+            yield event
+    except (InferenceError, ObsigenError, asyncio.CancelledError) as exc:
+        await _fail(turn, exc)
+        raise _public_error(exc) from exc
+
+
+async def _persist_prompt(turn: _Turn) -> tuple[ChatMessage, ...]:
+    request = turn.request
+    async with turn.services.sessions.begin() as session:
+        conversation = await store.open_conversation(
+            session, request.principal, request.conversation_id, request.model
+        )
+        rows = await store.append_messages(
+            session, conversation, request.messages, turn.interaction_id
+        )
+        turn.conversation_id = conversation.id
+        turn.prompt_message_ids = [row.id for row in rows]
+        history = await store.history(session, conversation)
+    prompt = _last_user_text(request.messages)
+    await turn.audit(
+        "chat.prompt",
+        model=request.model,
+        messages=len(request.messages),
+        content=prompt,
+        content_digest=digest(prompt),
+    )
+    return history
+
+
+def _last_user_text(messages: tuple[ChatMessage, ...]) -> str:
+    for message in reversed(messages):
+        if message.role == "user" and message.content:
+            return message.content
+    return ""
+
+
+async def _check_input(turn: _Turn) -> None:
+    text = _last_user_text(turn.request.messages)
+    result = await turn.services.hooks.input_guard.check(text, source="user")
+    await _audit_verdict(turn, result, source="user")
+    if result.verdict == "block":
+        raise InputBlocked(f"blocked as {', '.join(result.categories) or 'unsafe'}")
+
+
+async def _audit_verdict(turn: _Turn, result: GuardResult, *, source: str) -> None:
+    await turn.audit(
+        "safeguard.verdict",
+        outcome="denied" if result.verdict == "block" else "success",
+        source=source,
+        verdict=result.verdict,
+        score=result.score,
+        categories=list(result.categories),
+        detector=result.detector,
+    )
+
+
+async def _model_and_tool_loop(turn: _Turn, redaction: Redaction) -> AsyncIterator[TurnEvent]:
+    services, request = turn.services, turn.request
+    messages = list(redaction.messages)
+    server_specs = services.tools.specs() if request.server_tools else ()
+    offered = _merge_tools(server_specs, request.client_tools)
+    server_names = server_specs_names(server_specs)
+    output_filter = services.hooks.output_filter_factory()
+    content_parts: list[str] = []
+
+    seen_calls: set[tuple[str, str]] = set()
+    repeating = False
+    for round_number in range(services.max_tool_rounds + 1):
+        # A model that repeats a call it already made is looping: make it answer instead.
+        last_round = round_number == services.max_tool_rounds or repeating
+        tool_choice: ToolChoice = request.tool_choice
+        if last_round or not offered:
+            tool_choice = "none"
+        elif round_number > 0 and tool_choice != "none":
+            # A forced choice ("required" or a named tool) applies to the first call only:
+            # after its result, the model decides, or it could never answer.
+            tool_choice = "auto"
+        completion_request = CompletionRequest(
+            model=request.model,
+            messages=tuple(messages),
+            tools=offered if tool_choice != "none" else (),
+            tool_choice=tool_choice,
+            max_tokens=request.max_tokens or services.default_max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop,
+            seed=request.seed,
+        )
+        await turn.audit(
+            "model.request",
+            provider=services.provider.name,
+            region=services.provider.region,
+            model=request.model,
+            round=round_number,
+            tools=[spec.name for spec in completion_request.tools],
+        )
+        started = time.perf_counter()
+        round_text: list[str] = []
+        calls: tuple[ToolCallRequest, ...] = ()
+        finish: FinishReason = "stop"
+        async for chunk in services.provider.stream(completion_request):
+            if chunk.content_delta:
+                round_text.append(chunk.content_delta)
+                shown = output_filter.feed(redaction.restore(chunk.content_delta))
+                if shown:
+                    content_parts.append(shown)
+                    yield ContentDelta(shown)
+            if chunk.tool_calls:
+                calls = chunk.tool_calls
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+            if chunk.usage is not None:
+                turn.usage = turn.usage + chunk.usage
+        await turn.audit(
+            "model.response",
+            provider=services.provider.name,
+            model=request.model,
+            round=round_number,
+            finish_reason=finish,
+            tool_calls=[call.name for call in calls],
+            duration_ms=int((time.perf_counter() - started) * 1000),
+            content_digest=digest("".join(round_text)),
+        )
+        if not calls or last_round:
+            # Calls in the last round (tools were withdrawn) are not run: the turn ends here.
+            tail = output_filter.finish()
+            if tail:
+                content_parts.append(tail)
+                yield ContentDelta(tail)
+            yield await _finish(turn, "".join(content_parts), "stop" if calls else finish, ())
+            return
+
+        signatures = {(c.name, c.arguments) for c in calls}
+        repeating = signatures <= seen_calls
+        seen_calls |= signatures
+        server_calls = [c for c in calls if c.name in server_names]
+        client_calls = tuple(c for c in calls if c not in server_calls)
+        assistant = ChatMessage("assistant", "".join(round_text) or None, tuple(server_calls))
+        tool_messages: list[ChatMessage] = []
+        for call in server_calls:
+            result_message, activity = await _run_server_tool(turn, call)
+            tool_messages.append(result_message)
+            yield activity
+        await _persist_tool_round(turn, assistant, tool_messages)
+        messages.extend([assistant, *tool_messages])
+        if client_calls:
+            client_calls = await _policy_for_client_calls(turn, client_calls)
+            yield await _finish(turn, "".join(content_parts), "tool_calls", client_calls)
+            return
+
+
+def server_specs_names(specs: tuple[ToolSpec, ...]) -> frozenset[str]:
+    return frozenset(spec.name for spec in specs)
+
+
+def _merge_tools(
+    server: tuple[ToolSpec, ...], client: tuple[ToolSpec, ...]
+) -> tuple[ToolSpec, ...]:
+    clash = server_specs_names(server) & {spec.name for spec in client}
+    if clash:
+        raise InvalidInput(f"tool names reserved by the server: {sorted(clash)}")
+    return server + client
+
+
+async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> tuple[ChatMessage, ToolActivity]:
+    services, principal = turn.services, turn.request.principal
+    tool = services.tools.get(call.name)
+    assert tool is not None  # only names from the registry reach here
+    arguments = store.arguments_of(call)
+    started = time.perf_counter()
+    decision = await services.hooks.tool_policy.decide(
+        principal, call.name, arguments or {}, server_side=True
+    )
+    await turn.audit(
+        "policy.decision",
+        outcome="success" if decision.decision == "allow" else "denied",
+        tool=call.name,
+        decision=decision.decision,
+        rule=decision.rule,
+        reason=decision.reason,
+    )
+    status = "ok"
+    if decision.decision != "allow":
+        # Approval flows (content safeguards issue) will park the call; until then: not run.
+        status, output = "denied", f"error: the tool call was not allowed ({decision.decision})"
+    elif arguments is None:
+        status, output = "error", "error: arguments must be a JSON object"
+    else:
+        context = ToolContext(principal, turn.conversation_id, turn.interaction_id)
+        try:
+            async with asyncio.timeout(TOOL_TIMEOUT_S):
+                output = (await tool.run(arguments, context)).content
+        except ToolInputError as exc:
+            status, output = "error", f"error: {exc}"
+        except TimeoutError:
+            status, output = "error", "error: the tool timed out"
+    output = output[:TOOL_OUTPUT_CHARS]
+    scan = await services.hooks.tool_output_guard.check(output, source=f"tool:{call.name}")
+    if scan.verdict == "block":
+        await _audit_verdict(turn, scan, source=f"tool:{call.name}")
+        status, output = "blocked", "error: the tool output was withheld by a content safeguard"
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    row = ToolCall(
+        tenant_id=principal.tenant_id,
+        conversation_id=turn.conversation_id,
+        interaction_id=turn.interaction_id,
+        call_id=call.id,
+        name=call.name,
+        arguments=call.arguments,
+        executed_by="server",
+        decision=decision.decision,
+        status=status,
+        result=output,
+        duration_ms=duration_ms,
+    )
+    async with services.sessions.begin() as session:
+        await store.record_tool_call(session, row)
+    await turn.audit(
+        "tool.call",
+        outcome="success" if status == "ok" else "failure",
+        tool=call.name,
+        call_id=call.id,
+        executed_by="server",
+        arguments_digest=digest(call.arguments),
+        decision=decision.decision,
+        status=status,
+        duration_ms=duration_ms,
+        result_digest=digest(output),
+    )
+    message = ChatMessage("tool", output, tool_call_id=call.id)
+    return message, ToolActivity(call.id, call.name, decision.decision, status)
+
+
+async def _policy_for_client_calls(
+    turn: _Turn, calls: tuple[ToolCallRequest, ...]
+) -> tuple[ToolCallRequest, ...]:
+    """Client tools run in the client, but the decision to hand a call out is ours to audit."""
+    allowed = []
+    for call in calls:
+        decision = await turn.services.hooks.tool_policy.decide(
+            turn.request.principal, call.name, store.arguments_of(call) or {}, server_side=False
+        )
+        await turn.audit(
+            "policy.decision",
+            outcome="success" if decision.decision == "allow" else "denied",
+            tool=call.name,
+            decision=decision.decision,
+            rule=decision.rule,
+        )
+        row = ToolCall(
+            tenant_id=turn.request.principal.tenant_id,
+            conversation_id=turn.conversation_id,
+            interaction_id=turn.interaction_id,
+            call_id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+            executed_by="client",
+            decision=decision.decision,
+            status="returned" if decision.decision == "allow" else "denied",
+        )
+        async with turn.services.sessions.begin() as session:
+            await store.record_tool_call(session, row)
+        await turn.audit(
+            "tool.call",
+            tool=call.name,
+            call_id=call.id,
+            executed_by="client",
+            arguments_digest=digest(call.arguments),
+            decision=decision.decision,
+            status=row.status,
+        )
+        if decision.decision == "allow":
+            allowed.append(call)
+    return tuple(allowed)
+
+
+async def _persist_tool_round(
+    turn: _Turn, assistant: ChatMessage, tool_messages: list[ChatMessage]
+) -> None:
+    if not assistant.tool_calls:
+        return
+    async with turn.services.sessions.begin() as session:
+        conversation = await store.open_conversation(
+            session, turn.request.principal, turn.conversation_id, turn.request.model
+        )
+        await store.append_messages(
+            session, conversation, (assistant, *tool_messages), turn.interaction_id
+        )
+
+
+async def _finish(
+    turn: _Turn,
+    content: str,
+    finish_reason: FinishReason,
+    client_calls: tuple[ToolCallRequest, ...],
+) -> TurnFinished:
+    answer = ChatMessage("assistant", content, client_calls)
+    async with turn.services.sessions.begin() as session:
+        conversation = await store.open_conversation(
+            session, turn.request.principal, turn.conversation_id, turn.request.model
+        )
+        (row,) = await store.append_messages(session, conversation, (answer,), turn.interaction_id)
+        row.prompt_tokens = turn.usage.prompt_tokens
+        row.completion_tokens = turn.usage.completion_tokens
+    await turn.audit(
+        "chat.response",
+        message_id=row.id,
+        finish_reason=finish_reason,
+        prompt_tokens=turn.usage.prompt_tokens,
+        completion_tokens=turn.usage.completion_tokens,
+        content=content,
+        content_digest=digest(content),
+    )
+    return TurnFinished(
+        conversation_id=turn.conversation_id,
+        interaction_id=turn.interaction_id,
+        message_id=row.id,
+        content=content,
+        finish_reason=finish_reason,
+        usage=turn.usage,
+        client_tool_calls=client_calls,
+    )
+
+
+async def _fail(turn: _Turn, exc: BaseException) -> None:
+    reason = _reason(exc)
+    # Shielded: a client that hangs up must not stop us recording why its turn failed.
+    await asyncio.shield(_record_failure(turn, reason))
+
+
+async def _record_failure(turn: _Turn, reason: str) -> None:
+    async with turn.services.sessions.begin() as session:
+        await store.mark_failed(session, turn.prompt_message_ids, reason)
+    await turn.audit("chat.failed", outcome="failure", reason=reason)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, InferenceError):
+        return exc.reason
+    if isinstance(exc, ObsigenError):
+        return exc.detail
+    return "cancelled: the client went away"
+
+
+def _public_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, InferenceTimeout):
+        return UpstreamTimeout(exc.reason)
+    if isinstance(exc, InferenceError):
+        return UpstreamFailed(exc.reason)
+    return exc
+
+
+__all__ = [
+    "ContentDelta",
+    "InputBlocked",
+    "ToolActivity",
+    "TurnEvent",
+    "TurnFinished",
+    "TurnRequest",
+    "TurnServices",
+    "TurnStarted",
+    "run_turn",
+]

@@ -1,0 +1,186 @@
+"""Settings: a TOML file overridden by ``OBSIGEN_<SECTION>__<KEY>`` environment variables.
+
+Secrets never appear inline: fields that hold one take a reference (``env:NAME``,
+``file:/path``) resolved by :mod:`obsigen.secretref` when the value is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from obsigen.residency import normalise_region
+
+CONFIG_ENV = "OBSIGEN_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathsSettings(_Section):
+    data_dir: Path = Path("./var")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    tls_cert: str = ""
+    tls_key: str = ""
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+
+class StorageSettings(_Section):
+    # Empty means the embedded default: SQLite under data_dir.
+    database_url: str = ""
+    redis_url: str = ""
+    object_store: str = "local"
+    region: str = ""
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "mysql+asyncmy://")):
+            raise ValueError("database_url must use sqlite+aiosqlite:// or mysql+asyncmy://")
+        return value
+
+
+class KeysSettings(_Section):
+    signing: str = "software"
+    kek: str = "software"
+
+
+class InferenceSettings(_Section):
+    provider: Literal["local", "openai"] = "local"
+    base_url: str = ""
+    model: str = ""
+    api_key: str = ""  # a secret reference, e.g. "env:MISTRAL_API_KEY"
+    region: str = ""
+    timeout_s: float = Field(default=120.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=5)
+    max_tool_rounds: int = Field(default=4, ge=1, le=16)
+    max_tokens: int = Field(default=512, ge=1, le=32768)
+    # Embedded model only.
+    model_path: str = ""
+    n_ctx: int = Field(default=4096, ge=256)
+    n_threads: int = Field(default=0, ge=0)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return normalise_region(value) if value else value
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> InferenceSettings:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("inference.base_url is required when provider = 'openai'")
+        return self
+
+
+class CorsSettings(_Section):
+    allow_origins: list[str] = Field(default_factory=list)
+
+
+class RateLimitSettings(_Section):
+    default: str = "120/minute"
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    on_store_down: Literal["closed", "open"] = "closed"
+
+
+class ResidencySettings(_Section):
+    region: str = "eea"
+    allow_transfers: list[str] = Field(default_factory=list)
+
+
+class AuditSettings(_Section):
+    sinks: list[str] = Field(default_factory=lambda: ["file"])
+
+
+class SandboxSettings(_Section):
+    backend: Literal["auto", "gvisor", "bwrap"] = "auto"
+    pool_size: int = Field(default=2, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    memory_mb: int = Field(default=512, ge=64)
+
+
+class FilesSettings(_Section):
+    max_upload_mb: int = Field(default=50, ge=1)
+    allowed_types: list[str] = Field(default_factory=list)
+
+
+class RetentionSettings(_Section):
+    files_days: int = Field(default=365, ge=1)
+    artifacts_days: int = Field(default=90, ge=1)
+    conversations_days: int = Field(default=365, ge=1)
+    # EU AI Act Art. 19: logs kept at least six months.
+    audit_days: int = Field(default=400, ge=183)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OBSIGEN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    keys: KeysSettings = Field(default_factory=KeysSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    residency: ResidencySettings = Field(default_factory=ResidencySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get(CONFIG_ENV)
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        if self.storage.database_url:
+            return self.storage.database_url
+        return f"sqlite+aiosqlite:///{(self.paths.data_dir / 'obsigen.db').resolve()}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings; an explicit ``config_file`` wins over ``OBSIGEN_CONFIG``."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        os.environ[CONFIG_ENV] = str(config_file)
+    return Settings(**overrides)
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """Create the embedded-store directory owner-only (0700) and return it."""
+    data_dir = settings.paths.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    return data_dir

@@ -1,0 +1,21 @@
+"""Alembic environment: always runs on a connection handed in by obsigen.db.migrate."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from obsigen.db import models  # noqa: F401  - registers the tables on Base.metadata
+from obsigen.db.base import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through `obsigen migrate`")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,64 @@
+"""The project's exception tree. The web edge maps each to an RFC 9457 problem type."""
+
+from __future__ import annotations
+
+
+class ObsigenError(Exception):
+    """Base class. ``detail`` is safe to show to the caller."""
+
+    status = 500
+    type_slug = "internal"
+    title = "Internal error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class NotFound(ObsigenError):
+    # Same answer for "missing" and "not yours": ids of other tenants must not leak.
+    status = 404
+    type_slug = "not-found"
+    title = "Not found"
+
+
+class Unauthenticated(ObsigenError):
+    status = 401
+    type_slug = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(ObsigenError):
+    status = 403
+    type_slug = "forbidden"
+    title = "Permission denied"
+
+
+class InvalidInput(ObsigenError):
+    status = 422
+    type_slug = "invalid-input"
+    title = "Invalid input"
+
+
+class Conflict(ObsigenError):
+    status = 409
+    type_slug = "conflict"
+    title = "Conflict"
+
+
+class UpstreamFailed(ObsigenError):
+    status = 502
+    type_slug = "inference-failed"
+    title = "The model could not answer"
+
+
+class UpstreamTimeout(UpstreamFailed):
+    status = 504
+    type_slug = "inference-timeout"
+    title = "The model did not answer in time"
+
+
+class Unavailable(ObsigenError):
+    status = 503
+    type_slug = "unavailable"
+    title = "Service unavailable"

@@ -1,0 +1,32 @@
+"""What a server-side tool is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from obsigen.authz.principal import Principal
+from obsigen.inference.interfaces import ToolSpec
+
+
+class ToolInputError(ValueError):
+    """The model called the tool with arguments it cannot run; the message goes back to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    principal: Principal
+    conversation_id: str
+    interaction_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    content: str
+
+
+class Tool(Protocol):
+    @property
+    def spec(self) -> ToolSpec: ...
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult: ...
