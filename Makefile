@@ -22,8 +22,10 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # The lock file pins every package; --frozen refuses to run if pyproject and lock disagree.
+# Offline first: online, uv revalidates the llama-cpp-python sdist, gets a new cache revision
+# and recompiles llama.cpp (minutes) even when an identical build sits in its cache.
 $(BIN)/obsigen: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --offline --python $(PYTHON) 2>/dev/null || $(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
 run: $(BIN)/obsigen

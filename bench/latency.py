@@ -120,7 +120,10 @@ def run_load(
         return {"error": "load client did not finish", "timed_out": True}
     if done.returncode != 0:
         return {"error": f"load client exited {done.returncode}: {done.stderr[-500:]}"}
-    parsed: dict[str, Any] = json.loads(done.stdout)
+    try:
+        parsed: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        return {"error": f"load client printed no JSON: {done.stdout[-500:]!r}"}
     return parsed
 
 

@@ -19,7 +19,7 @@ from bench.procs import BenchError
 from bench.targets import REPO
 
 WORK = REPO / "bench" / ".work"  # server logs and data of the latest run, for post-mortems
-SUITES = ("proxy_latency", "local_model")
+SUITES = (latency.SUITE, local_model.SUITE)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,7 +50,7 @@ def run_one(suite: str, args: argparse.Namespace, machine: dict[str, Any]) -> No
     workdir = _fresh_workdir(suite)
     started = time.monotonic()
     print(f"== {suite} (logs in {workdir})", flush=True)
-    if suite == "proxy_latency":
+    if suite == latency.SUITE:
         body = latency.run_suite(workdir, args.quick, args.rounds, not args.no_litellm, args.budget)
     else:
         body = local_model.run_suite(workdir, args.quick, args.budget)

@@ -125,7 +125,13 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     reports = asyncio.run(diagnose(settings))
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in reports], indent=2))
-        return
+    else:
+        _print_reports(reports)
+    if any(r.reachable.startswith("no") for r in reports):
+        raise typer.Exit(1)
+
+
+def _print_reports(reports: list[Any]) -> None:
     width = max(len(r.component) for r in reports)
     for r in reports:
         typer.echo(f"{r.component:<{width}}  {r.backend}")
@@ -133,8 +139,6 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"{'':<{width}}    reachable: {r.reachable}")
         typer.echo(f"{'':<{width}}    region:    {r.region}")
         typer.echo(f"{'':<{width}}    holds:     {r.holds}")
-    if any(r.reachable.startswith("no") for r in reports):
-        raise typer.Exit(1)
 
 
 @tenant_app.command("create")

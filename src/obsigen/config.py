@@ -7,6 +7,7 @@ Secrets never appear inline: fields that hold one take a reference (``env:NAME``
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +70,10 @@ class InferenceSettings(_Section):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=5)
     max_tool_rounds: int = Field(default=4, ge=1, le=16)
+    # "auto": offer the server's tools to capable models; the embedded 135M model gets them
+    # only when a request names one in tool_choice (left to decide alone, it calls them at
+    # random and triples the latency of every turn).
+    server_tools: Literal["auto", "always", "never"] = "auto"
     max_tokens: int = Field(default=512, ge=1, le=32768)
     # Embedded model only.
     model_path: str = ""
@@ -79,6 +84,12 @@ class InferenceSettings(_Section):
     @classmethod
     def _region(cls, value: str) -> str:
         return normalise_region(value) if value else value
+
+    @property
+    def offers_server_tools(self) -> bool:
+        if self.server_tools == "auto":
+            return self.provider != "local"
+        return self.server_tools == "always"
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> InferenceSettings:
@@ -157,7 +168,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_path = os.environ.get(CONFIG_ENV)
+        toml_path = _config_file.get() or os.environ.get(CONFIG_ENV)
         if toml_path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
         return tuple(sources)
@@ -169,13 +180,21 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.paths.data_dir / 'obsigen.db').resolve()}"
 
 
+# Lets load_settings name a file without changing the process environment.
+_config_file: ContextVar[str | None] = ContextVar("obsigen_config_file", default=None)
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Load settings; an explicit ``config_file`` wins over ``OBSIGEN_CONFIG``."""
-    if config_file is not None:
-        if not config_file.is_file():
-            raise FileNotFoundError(f"config file not found: {config_file}")
-        os.environ[CONFIG_ENV] = str(config_file)
-    return Settings(**overrides)
+    if config_file is None:
+        return Settings(**overrides)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+    token = _config_file.set(str(config_file))
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)
 
 
 def ensure_data_dir(settings: Settings) -> Path:

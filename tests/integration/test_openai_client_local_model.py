@@ -44,9 +44,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     env.pop("OBSIGEN_CONFIG", None)
     _cli(env, "migrate")
     _cli(env, "tenant", "create", "acme")
-    key = json.loads(
-        _cli(env, "apikey", "create", "--tenant", "acme", "--name", "sdk", "--json")
-    )["key"]
+    key = json.loads(_cli(env, "apikey", "create", "--tenant", "acme", "--name", "sdk", "--json"))[
+        "key"
+    ]
     port = _free_port()
     log = (data_dir.parent / "server.log").open("w")
     process = subprocess.Popen(
@@ -84,13 +84,19 @@ def test_openai_client_gets_an_answer_and_a_stream(server: tuple[str, str]) -> N
         model=MODEL,
         messages=[{"role": "user", "content": "What is the capital of France?"}],
         max_tokens=48,
-        extra_body={"server_tools": False},
     )
     answer = completion.choices[0].message.content
     assert answer
     assert answer.strip()
     assert completion.usage is not None
     assert completion.usage.completion_tokens > 0
+    detail = httpx.get(
+        f"{base}/api/v1/conversations/{completion.model_extra['conversation_id']}",  # type: ignore[index]
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()
+    # The embedded model is not offered the server's tools unless a request names one.
+    assert detail["tool_calls"] == []
 
     chunks = list(
         client.chat.completions.create(
@@ -100,7 +106,9 @@ def test_openai_client_gets_an_answer_and_a_stream(server: tuple[str, str]) -> N
             stream=True,
         )
     )
-    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
     assert len(pieces) > 1
     assert "".join(pieces).strip()
 

@@ -141,7 +141,9 @@ def test_environment_lists_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_load_settings_explicit_file_wins_over_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(CONFIG_ENV, str(write_toml(tmp_path / "env.toml", "[server]\nport = 1111\n")))
+    monkeypatch.setenv(
+        CONFIG_ENV, str(write_toml(tmp_path / "env.toml", "[server]\nport = 1111\n"))
+    )
     explicit = write_toml(tmp_path / "explicit.toml", "[server]\nport = 2222\n")
     assert load_settings(explicit).server.port == 2222
 
@@ -198,7 +200,7 @@ def test_supported_database_drivers(url: str) -> None:
 
 def test_openai_provider_needs_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OBSIGEN_INFERENCE__PROVIDER", "openai")
-    with pytest.raises(ValidationError, match="inference.base_url is required"):
+    with pytest.raises(ValidationError, match=r"inference\.base_url is required"):
         Settings()
     monkeypatch.setenv("OBSIGEN_INFERENCE__BASE_URL", "http://127.0.0.1:8080/v1")
     assert Settings().inference.base_url == "http://127.0.0.1:8080/v1"

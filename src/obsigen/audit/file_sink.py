@@ -22,7 +22,8 @@ class FileAuditSink:
         return self._directory / f"{tenant_id}.jsonl"
 
     async def emit(self, event: AuditEvent) -> None:
-        line = json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n"
+        # ASCII-escaped: U+2028/U+2029 in user text must not split a line for line-based readers.
+        line = json.dumps(event.to_json(), separators=(",", ":")) + "\n"
         async with self._lock:
             await asyncio.to_thread(self._append, self.path_for(event.tenant_id), line)
 

@@ -17,10 +17,22 @@ def make_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("mysql"):
         kwargs.update(pool_pre_ping=True, pool_recycle=1800)
+    if url.startswith("sqlite"):
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see below).
+        kwargs["connect_args"] = {"isolation_level": None, "timeout": 30}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
     return engine
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # A deferred transaction that reads and then writes cannot wait for a concurrent writer:
+    # SQLite fails it at once with "database is locked". Taking the write lock up front makes
+    # concurrent turns queue on the busy timeout instead (WAL still lets readers outside
+    # transactions proceed).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

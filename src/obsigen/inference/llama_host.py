@@ -68,22 +68,23 @@ class LlamaHost:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="obsigen-llama")
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._active: set[threading.Event] = set()  # cancel flags of jobs not yet finished
         self._model: LoadedModel | None = None
 
     async def call(self, job: Callable[[LoadedModel, threading.Event], T]) -> T:
         """Run ``job`` on the worker thread; cancelling the caller stops the generation."""
-        cancel = threading.Event()
+        cancel = self._new_job()
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._run, job, cancel)
         finally:
-            cancel.set()
+            self._end_job(cancel)
 
     async def iterate(
         self, job: Callable[[LoadedModel, threading.Event], Iterator[T]]
     ) -> AsyncIterator[T]:
         """Items of a generator that runs on the worker thread, handed over as they come."""
-        cancel = threading.Event()
+        cancel = self._new_job()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[bool, T | BaseException | None]] = asyncio.Queue()
 
@@ -123,26 +124,45 @@ class LlamaHost:
                     return
                 yield cast("T", item)  # not done: the item is a T, not an error
         finally:
-            cancel.set()
+            self._end_job(cancel)
 
     async def load(self) -> None:
         await self.call(lambda _model, _cancel: None)
 
     async def aclose(self) -> None:
+        if self._closing.is_set():
+            return
         self._closing.set()
+        for cancel in list(self._active):
+            cancel.set()  # running generations stop at their next token
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._unload)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _new_job(self) -> threading.Event:
+        if self._closing.is_set():
+            raise InferenceUnavailable("the local model has been shut down")
+        cancel = threading.Event()
+        self._active.add(cancel)
+        return cancel
+
+    def _end_job(self, cancel: threading.Event) -> None:
+        cancel.set()
+        self._active.discard(cancel)
+
     def _run(self, job: Callable[[LoadedModel, threading.Event], T], cancel: threading.Event) -> T:
-        if cancel.is_set():
-            raise asyncio.CancelledError  # the caller left while this waited in the queue
         if self._closing.is_set():
             raise InferenceUnavailable("the local model is shutting down")
+        if cancel.is_set():
+            raise InferenceUnavailable("the request was abandoned before it ran")
         with self._lock:
-            return job(self._ensure_loaded(), cancel)
+            result = job(self._ensure_loaded(), cancel)
+        if self._closing.is_set():
+            # Shutdown cut the generation short: what came out is not a whole answer.
+            raise InferenceUnavailable("the local model shut down while answering")
+        return result
 
     def _ensure_loaded(self) -> LoadedModel:
         if self._model is None:

@@ -82,6 +82,8 @@ class _Generated:
 
 
 class LocalLlamaProvider:
+    """Answers in-process; with tools, a grammar-constrained step first picks call or answer."""
+
     name = "local"
 
     def __init__(

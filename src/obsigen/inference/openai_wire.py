@@ -147,6 +147,8 @@ def _arguments_text(raw: object) -> str:
 
 
 def _finish_reason(raw: object, *, has_calls: bool) -> FinishReason:
+    if raw == "length":
+        return "length"  # a cut-off tool call must not be run as if it were whole
     if has_calls:
         return "tool_calls"
     if isinstance(raw, str) and raw in _FINISH_REASONS:

@@ -74,7 +74,8 @@ async def test_stream_sends_chunks_then_usage_then_done(platform: Platform) -> N
     content_chunks = [
         e for e in events[:-1] if e["choices"] and e["choices"][0]["delta"].get("content")
     ]
-    assert len(content_chunks) == 4
+    # Output filters may hold text back across chunk boundaries, but it still streams.
+    assert len(content_chunks) >= 2
     finals = [e for e in events[:-1] if e["choices"] and e["choices"][0]["finish_reason"]]
     assert finals[0]["choices"][0]["finish_reason"] == "stop"
     assert events[-2]["choices"] == []
@@ -331,3 +332,15 @@ async def test_audit_events_share_one_interaction_id(platform: Platform) -> None
         assert expected in types
     assert types[0] == "chat.prompt"
     assert types[-1] == "chat.response"
+
+
+async def test_server_tools_can_be_turned_off_per_request(platform: Platform) -> None:
+    key = await platform.api_key()
+
+    await platform.chat(key, "hello", server_tools=False)
+    await platform.chat(key, "hello")
+
+    without, default = platform.upstream.chat_requests
+    assert "tools" not in (without.body or {})
+    assert default.body is not None
+    assert [t["function"]["name"] for t in default.body["tools"]] == ["calculator"]

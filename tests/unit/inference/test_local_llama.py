@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import llama_cpp
 import pytest
 
 from obsigen.inference.errors import InferenceRejected, InferenceUnavailable
@@ -19,6 +21,11 @@ from obsigen.inference.interfaces import (
     ToolSpec,
 )
 from obsigen.inference.local_llama import MODEL_NAME, LocalLlamaProvider, default_model_path
+
+# llama_cpp opens two module-level /dev/null files it never closes. Imported inside a test
+# (as the provider would, lazily), the "error" warning filter turns their ResourceWarning at
+# interpreter exit into "Exception ignored" noise; imported here, at collection, it stays silent.
+assert llama_cpp.__version__
 
 CALCULATOR = ToolSpec(
     name="calculator",
@@ -171,6 +178,30 @@ async def test_abandoned_stream_frees_the_model(provider: LocalLlamaProvider) ->
     assert completion.usage.completion_tokens > 0
 
 
+async def test_concurrent_requests_are_serialised(provider: LocalLlamaProvider) -> None:
+    first, second = await asyncio.gather(
+        provider.complete(ask("Name a fruit.", max_tokens=8)),
+        provider.complete(ask("Name an animal.", max_tokens=8)),
+    )
+    assert first.usage.completion_tokens > 0
+    assert second.usage.completion_tokens > 0
+
+
+async def test_cancelled_completion_frees_the_model(provider: LocalLlamaProvider) -> None:
+    long_one = asyncio.ensure_future(
+        provider.complete(ask("Count from one to one hundred in words.", max_tokens=400))
+    )
+    # Let it reach the worker thread, but not finish (on a loaded machine 0.2 s was too long).
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not long_one.done()
+    long_one.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long_one
+    completion = await asyncio.wait_for(provider.complete(ask("Hi", max_tokens=4)), timeout=30)
+    assert completion.usage.completion_tokens > 0
+
+
 async def test_too_long_a_conversation_is_rejected(provider: LocalLlamaProvider) -> None:
     with pytest.raises(InferenceRejected, match="context window"):
         await provider.complete(ask("word " * 3000))
@@ -184,3 +215,5 @@ async def test_missing_model_file_is_unavailable(tmp_path: Path) -> None:
             await missing.complete(ask("hi"))
     finally:
         await missing.aclose()
+    with pytest.raises(InferenceUnavailable, match="shut down"):
+        await missing.complete(ask("hi"))

@@ -64,3 +64,26 @@ def test_error_message_prefers_the_upstream_message_and_truncates() -> None:
     assert error_message(b'{"error": {"message": "nope"}}') == "nope"
     assert error_message(b'{"detail": "missing field"}') == "missing field"
     assert error_message(b"plain " + b"y" * 500) == ("plain " + "y" * 500)[:300]
+
+
+def test_repeated_names_in_tool_deltas_are_not_doubled() -> None:
+    # llama.cpp's server repeats the function name (and id) in every delta.
+    assembler = StreamAssembler(model="m")
+    for piece in ['{"a"', ": 1", "}"]:
+        delta = {"index": 0, "id": "c", "function": {"name": "calc", "arguments": piece}}
+        assembler.feed({"choices": [{"delta": {"tool_calls": [delta]}}]})
+    assembler.feed({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]})
+    final = assembler.finish(done_seen=True)
+    assert [(c.name, c.arguments) for c in final.tool_calls] == [("calc", '{"a": 1}')]
+
+
+def test_a_tool_call_cut_by_max_tokens_keeps_finish_reason_length() -> None:
+    body = {
+        "choices": [
+            {
+                "message": {"tool_calls": [{"function": {"name": "f", "arguments": '{"x": "'}}]},
+                "finish_reason": "length",
+            }
+        ]
+    }
+    assert decode_completion(body, model="m").finish_reason == "length"

@@ -30,6 +30,15 @@ router = APIRouter(tags=["openai"])
 CONVERSATION_HEADER = "X-Obsigen-Conversation-Id"
 
 
+def offer_server_tools(body: ChatCompletionIn, request: Request) -> bool:
+    services = services_of(request)
+    if body.choice in services.tools:
+        return True
+    if body.server_tools is not None:
+        return body.server_tools
+    return services.settings.inference.offers_server_tools
+
+
 def turn_request(body: ChatCompletionIn, principal: Principal, request: Request) -> TurnRequest:
     return TurnRequest(
         principal=principal,
@@ -38,7 +47,7 @@ def turn_request(body: ChatCompletionIn, principal: Principal, request: Request)
         conversation_id=body.conversation_id,
         client_tools=tuple(t.to_spec() for t in body.tools or ()),
         tool_choice=body.choice,
-        server_tools=body.server_tools,
+        server_tools=offer_server_tools(body, request),
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,

@@ -201,6 +201,7 @@ async def send_message(
         model=model,
         messages=(ChatMessage("user", body.content),),
         conversation_id=conversation.id,
+        server_tools=services.settings.inference.offers_server_tools,
         source_address=request.client.host if request.client else None,
     )
     finished = None

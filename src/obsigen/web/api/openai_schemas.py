@@ -104,7 +104,7 @@ class ChatCompletionIn(_Lenient):
     n: Literal[1] = 1
     # Obsigen extensions (send with the OpenAI client's ``extra_body``).
     conversation_id: str | None = Field(default=None, max_length=32)
-    server_tools: bool = True
+    server_tools: bool | None = None  # None: the deployment's [inference] server_tools
 
     @property
     def choice(self) -> str:
