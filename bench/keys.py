@@ -1,0 +1,109 @@
+"""Cost of key operations per provider: ``.venv/bin/python -m bench.keys [--quick]``.
+
+Each provider on the same real backend as the conformance suite (files, a fresh SoftHSM2
+token, moto KMS on 127.0.0.1). Operations run one after another on one event loop, as a
+request handler would call them; reported is the median and p99 in microseconds, including
+the provider's own work (state check, worker-thread hop, KMS HTTP round trip).
+Writes ``bench/results/keys.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.key_services import moto_available, moto_server, softhsm_available, softhsm_token
+
+from obsigen.keys import KeyProvider, SigningAlg, make_key_provider
+
+RESULTS = Path(__file__).parent / "results"
+CONTEXT = {"tenant": "bench", "purpose": "file"}
+
+
+async def _time(op: Any, rounds: int) -> dict[str, float]:
+    for _ in range(min(20, rounds)):  # warm caches: key handles, public keys, metadata
+        await op()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        await op()
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    samples.sort()
+    return {
+        "median_us": round(statistics.median(samples), 1),
+        "p99_us": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
+        "n": rounds,
+    }
+
+
+async def _measure(provider: KeyProvider, rounds: int) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    message = b"eyJhbGciOiJFUzI1NiJ9." + b"x" * 200  # about a session token's signing input
+    algs: tuple[SigningAlg, ...] = ("ES256", "RS256")
+    for alg in algs:
+        info = await provider.create_signing_key(alg)
+        signature = await provider.sign(info.kid, message)
+        n = rounds if alg == "ES256" else max(20, rounds // 4)
+        results[f"sign {alg}"] = await _time(lambda k=info.kid: provider.sign(k, message), n)
+        results[f"verify {alg}"] = await _time(
+            lambda k=info.kid, s=signature: provider.verify(k, message, s), rounds
+        )
+    kek = await provider.create_kek()
+    wrapped = await provider.wrap(kek.kid, bytes(32), CONTEXT)
+    results["wrap"] = await _time(lambda: provider.wrap(kek.kid, bytes(32), CONTEXT), rounds)
+    results["unwrap"] = await _time(lambda: provider.unwrap(kek.kid, wrapped, CONTEXT), rounds)
+    return results
+
+
+async def main_async(quick: bool) -> dict[str, Any]:
+    rounds = 200 if quick else 1000
+    out: dict[str, Any] = {
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "rounds": rounds,
+        "providers": {},
+    }
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        uris = {"software": "software"}
+        if softhsm_available():
+            uris["pkcs11"] = stack.enter_context(softhsm_token()).uri
+        if moto_available():
+            uris["awskms"] = stack.enter_context(moto_server()).uri
+        for name, uri in uris.items():
+            provider = make_key_provider(uri, Path(tmp) / name)
+            try:
+                # KMS round trips take milliseconds: fewer of them say as much.
+                n = rounds // 4 if name == "awskms" else rounds
+                out["providers"][name] = await _measure(provider, n)
+            finally:
+                await provider.aclose()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args.quick))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "keys.json").write_text(json.dumps(result, indent=2) + "\n")
+    ops = ["sign ES256", "verify ES256", "sign RS256", "verify RS256", "wrap", "unwrap"]
+    print("| provider | " + " | ".join(ops) + " |")
+    print("|---|" + "---:|" * len(ops))
+    for name, measured in result["providers"].items():
+        cells = [f"{measured[op]['median_us']:.0f}" for op in ops]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("median µs per operation; p99 and counts in bench/results/keys.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
