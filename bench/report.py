@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench.sandbox import sandbox_markdown
 from bench.targets import REPO
 
 RESULTS = REPO / "bench" / "results"
@@ -172,7 +173,11 @@ def local_model_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"proxy_latency": latency_markdown, "local_model": local_model_markdown}
+RENDERERS = {
+    "proxy_latency": latency_markdown,
+    "local_model": local_model_markdown,
+    "sandbox": sandbox_markdown,
+}
 
 
 def _header(machines: list[dict[str, Any]]) -> list[str]:

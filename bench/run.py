@@ -14,12 +14,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import latency, local_model, report
+from bench import latency, local_model, report, sandbox
 from bench.procs import BenchError
 from bench.targets import REPO
 
 WORK = REPO / "bench" / ".work"  # server logs and data of the latest run, for post-mortems
-SUITES = (latency.SUITE, local_model.SUITE)
+SUITES = (latency.SUITE, local_model.SUITE, sandbox.SUITE)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +52,8 @@ def run_one(suite: str, args: argparse.Namespace, machine: dict[str, Any]) -> No
     print(f"== {suite} (logs in {workdir})", flush=True)
     if suite == latency.SUITE:
         body = latency.run_suite(workdir, args.quick, args.rounds, not args.no_litellm, args.budget)
+    elif suite == sandbox.SUITE:
+        body = sandbox.run_suite(workdir, args.quick)
     else:
         body = local_model.run_suite(workdir, args.quick, args.budget)
     body["duration_s"] = round(time.monotonic() - started, 1)

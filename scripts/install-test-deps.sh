@@ -2,7 +2,7 @@
 # Installs the Debian packages the test suite needs, only those that are missing.
 set -euo pipefail
 
-packages=(mariadb-server mariadb-client redis-server)
+packages=(mariadb-server mariadb-client redis-server runsc bubblewrap python3-seccomp python3-numpy python3-pandas python3-matplotlib softhsm2)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

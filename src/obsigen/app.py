@@ -12,7 +12,7 @@ from obsigen.config import Settings
 from obsigen.db.migrate import current_revision, head_revision
 from obsigen.inference.catalog import ModelCatalog
 from obsigen.services import Services, build_services
-from obsigen.web.api import chat_completions, conversations, health, models
+from obsigen.web.api import approvals, chat_completions, code, conversations, health, models
 from obsigen.web.headers import SecurityHeaders
 from obsigen.web.problems import install_problem_handlers
 
@@ -29,6 +29,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             await svc.aclose()
             raise NotMigrated("the database schema is not current: run `obsigen migrate`")
         app.state.services = svc
+        if services is None and svc.sandbox is not None:
+            # Only a server that owns its services warms the pool at start; injected ones
+            # (tests) fill it on first use instead of making sandboxes nobody runs.
+            svc.sandbox.warm()
         app.state.catalog = ModelCatalog(svc.provider, settings.inference.model)
         try:
             yield
@@ -45,6 +49,6 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(SecurityHeaders)
-    for module in (health, models, chat_completions, conversations):
+    for module in (health, models, chat_completions, conversations, approvals, code):
         app.include_router(module.router)
     return app

@@ -12,10 +12,12 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from obsigen.audit import cli as audit_cli
 from obsigen.config import Settings, ensure_data_dir, load_settings
 from obsigen.db.engine import make_engine, make_sessionmaker
 from obsigen.db.migrate import upgrade_to_head
 from obsigen.errors import ObsigenError
+from obsigen.safeguards import cli as safeguards_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Obsigen platform CLI.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants.")
@@ -24,6 +26,8 @@ apikey_app = typer.Typer(no_args_is_help=True, help="Service API keys.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(audit_cli.app, name="audit")
+app.add_typer(safeguards_cli.app, name="safeguards")
 
 T = TypeVar("T")
 

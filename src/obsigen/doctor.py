@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
@@ -13,6 +12,7 @@ from obsigen.config import Settings
 from obsigen.db.engine import make_engine
 from obsigen.inference.factory import make_provider
 from obsigen.residency import LOCAL, is_eea
+from obsigen.sandbox.detect import detect
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,17 +150,19 @@ def _keys(settings: Settings) -> ComponentReport:
 
 
 def _sandbox(settings: Settings) -> ComponentReport:
-    runsc, bwrap = shutil.which("runsc"), shutil.which("bwrap")
-    wanted = settings.sandbox.backend
-    if wanted in ("auto", "gvisor") and runsc:
-        backend, where = "gvisor", runsc
-    elif wanted in ("auto", "bwrap") and bwrap:
-        backend, where = "bwrap", bwrap
+    found = detect(settings.sandbox.backend)
+    if found.backend is None:
+        # Off by detection is a state to report; a configured backend that cannot run is a fault.
+        reachable = "n/a" if settings.sandbox.backend == "auto" else f"no: {found.reason}"
+        backend, where = f"none: code execution is off ({found.reason})", "-"
     else:
-        backend, where = f"{wanted}: not installed", "-"
+        backend = f"{found.backend} ({found.reason})"
+        where = (found.runsc if found.backend == "gvisor" else found.bwrap) or "-"
+        reachable = "yes"
     return ComponentReport(
-        "sandbox", backend, where, "n/a", _region(LOCAL, settings), "nothing (runs are discarded)"
-    )
+        "sandbox", backend, where, reachable, _region(LOCAL, settings),
+        "nothing (each run is discarded)",
+    )  # fmt: skip
 
 
 async def diagnose(settings: Settings) -> list[ComponentReport]:

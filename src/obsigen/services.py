@@ -9,20 +9,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from obsigen.assistant.hooks import TurnHooks
 from obsigen.assistant.turn import TurnServices
+from obsigen.audit.db_store import DatabaseAuditSink
 from obsigen.audit.file_sink import FileAuditSink
 from obsigen.audit.interfaces import AuditSink
 from obsigen.audit.recorder import AuditRecorder
+from obsigen.authz.tool_policy import TenantToolPolicy
 from obsigen.config import Settings, ensure_data_dir
 from obsigen.db.engine import make_engine, make_sessionmaker
 from obsigen.inference.factory import make_provider
 from obsigen.inference.interfaces import InferenceProvider
+from obsigen.safeguards.canary import SystemPromptCanary
+from obsigen.safeguards.output_filters import OutputFilters
+from obsigen.safeguards.pipeline import content_guard
+from obsigen.safeguards.redaction import PlaceholderRedactor
+from obsigen.sandbox.factory import build_runner
+from obsigen.sandbox.interfaces import SandboxRunner
 from obsigen.tools.registry import ToolRegistry, default_registry
 
 
 def make_audit_sinks(settings: Settings) -> list[AuditSink]:
     sinks: list[AuditSink] = []
     for spec in settings.audit.sinks:
-        if spec == "file":
+        if spec == "database":
+            sinks.append(DatabaseAuditSink.from_settings(settings))
+        elif spec == "file":
             sinks.append(FileAuditSink(settings.paths.data_dir / "audit"))
         else:
             raise ValueError(f"audit sink {spec!r} is not available yet (see docs/audit.md)")
@@ -39,6 +49,8 @@ class Services:
     audit: AuditRecorder
     hooks: TurnHooks
     redis: Redis | None
+    # None where no sandbox backend runs here (run_python is then not offered).
+    sandbox: SandboxRunner | None = None
 
     @property
     def turn(self) -> TurnServices:
@@ -53,6 +65,8 @@ class Services:
         )
 
     async def aclose(self) -> None:
+        if self.sandbox is not None:
+            await self.sandbox.aclose()
         await self.provider.aclose()
         await self.audit.aclose()
         if self.redis is not None:
@@ -64,13 +78,25 @@ def build_services(settings: Settings, provider: InferenceProvider | None = None
     ensure_data_dir(settings)
     engine = make_engine(settings.database_url)
     redis = Redis.from_url(settings.storage.redis_url) if settings.storage.redis_url else None
+    guard = content_guard(settings.safeguards)
+    sessions = make_sessionmaker(engine)
+    sandbox = build_runner(settings.sandbox)
+    tools = default_registry(sandbox)
     return Services(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         provider=provider or make_provider(settings.inference),
-        tools=default_registry(),
+        tools=tools,
         audit=AuditRecorder(make_audit_sinks(settings)),
-        hooks=TurnHooks(),
+        hooks=TurnHooks(
+            input_guard=guard,
+            tool_output_guard=guard,
+            redactor=PlaceholderRedactor(),
+            canary=SystemPromptCanary(),
+            output_filter_factory=OutputFilters(),
+            tool_policy=TenantToolPolicy(sessions, tools),
+        ),
         redis=redis,
+        sandbox=sandbox,
     )

@@ -44,7 +44,7 @@ def test_defaults() -> None:
     assert settings.ratelimit.on_store_down == "closed"
     assert settings.residency.region == "eea"
     assert settings.residency.allow_transfers == []
-    assert settings.audit.sinks == ["file"]
+    assert settings.audit.sinks == ["database", "file"]
     assert settings.sandbox.backend == "auto"
     assert settings.files.max_upload_mb == 50
     assert settings.retention.audit_days >= 183
@@ -107,7 +107,7 @@ audit_days = 183
     assert settings.ratelimit.endpoints == {"/v1/chat/completions": "30/minute"}
     assert settings.retention.audit_days == 183
     # Sections the file does not name keep their defaults.
-    assert settings.audit.sinks == ["file"]
+    assert settings.audit.sinks == ["database", "file"]
 
 
 def test_environment_overrides_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

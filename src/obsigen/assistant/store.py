@@ -98,8 +98,13 @@ async def history(session: AsyncSession, conversation: Conversation) -> tuple[Ch
 
 
 def arguments_of(call: ToolCallRequest) -> dict[str, Any] | None:
+    return parse_arguments(call.arguments)
+
+
+def parse_arguments(text: str) -> dict[str, Any] | None:
+    """A tool call's arguments as a JSON object, or None when they are anything else."""
     try:
-        parsed = json.loads(call.arguments or "{}")
+        parsed = json.loads(text or "{}")
     except json.JSONDecodeError:
         return None
     return parsed if isinstance(parsed, dict) else None

@@ -12,16 +12,17 @@ failed, with the reason), and is audited.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from obsigen.assistant import store
-from obsigen.assistant.hooks import GuardResult, Redaction, TurnHooks
+from obsigen.assistant import approvals, store
+from obsigen.assistant.hooks import GuardResult, PolicyDecision, Redaction, TurnHooks
 from obsigen.audit.events import AuditEvent, actor_of, digest
 from obsigen.audit.recorder import AuditRecorder
 from obsigen.authz.principal import Principal
@@ -79,6 +80,16 @@ class ToolActivity:
     name: str
     decision: str
     status: str
+    approval_id: str | None = None  # set when the call waits for an approver
+
+
+@dataclass(frozen=True, slots=True)
+class _ServerToolResult:
+    call: ToolCallRequest
+    message: ChatMessage
+    activity: ToolActivity
+    tool_call_row_id: str
+    decision: PolicyDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +219,17 @@ async def _audit_verdict(turn: _Turn, result: GuardResult, *, source: str) -> No
 
 async def _model_and_tool_loop(turn: _Turn, redaction: Redaction) -> AsyncIterator[TurnEvent]:
     services, request = turn.services, turn.request
-    messages = list(redaction.messages)
+    canary = services.hooks.canary.plant(redaction.messages)
+    messages = list(canary.messages)
     server_specs = services.tools.specs() if request.server_tools else ()
     offered = _merge_tools(server_specs, request.client_tools)
     server_names = server_specs_names(server_specs)
-    output_filter = services.hooks.output_filter_factory()
+    output_filter = services.hooks.output_filter_factory(canary.token)
+    restorer = redaction.restorer()
     content_parts: list[str] = []
+
+    def held_back() -> str:
+        return restorer.feed(output_filter.finish()) + restorer.finish()
 
     seen_calls: set[tuple[str, str]] = set()
     repeating = False
@@ -253,7 +269,8 @@ async def _model_and_tool_loop(turn: _Turn, redaction: Redaction) -> AsyncIterat
         async for chunk in services.provider.stream(completion_request):
             if chunk.content_delta:
                 round_text.append(chunk.content_delta)
-                shown = output_filter.feed(redaction.restore(chunk.content_delta))
+                # Filters first: they must see placeholders, not the user's own data.
+                shown = restorer.feed(output_filter.feed(chunk.content_delta))
                 if shown:
                     content_parts.append(shown)
                     yield ContentDelta(shown)
@@ -275,30 +292,63 @@ async def _model_and_tool_loop(turn: _Turn, redaction: Redaction) -> AsyncIterat
         )
         if not calls or last_round:
             # Calls in the last round (tools were withdrawn) are not run: the turn ends here.
-            tail = output_filter.finish()
+            tail = held_back()
             if tail:
                 content_parts.append(tail)
                 yield ContentDelta(tail)
             yield await _finish(turn, "".join(content_parts), "stop" if calls else finish, ())
             return
 
+        # Tools act for the user: they get the user's values, not the placeholders the model
+        # saw (credentials stay redacted: the redactor never keeps them).
+        calls = tuple(
+            replace(c, arguments=_restored_arguments(redaction, c.arguments)) for c in calls
+        )
         signatures = {(c.name, c.arguments) for c in calls}
         repeating = signatures <= seen_calls
         seen_calls |= signatures
         server_calls = [c for c in calls if c.name in server_names]
         client_calls = tuple(c for c in calls if c not in server_calls)
         assistant = ChatMessage("assistant", "".join(round_text) or None, tuple(server_calls))
-        tool_messages: list[ChatMessage] = []
-        for call in server_calls:
-            result_message, activity = await _run_server_tool(turn, call)
-            tool_messages.append(result_message)
-            yield activity
-        await _persist_tool_round(turn, assistant, tool_messages)
-        messages.extend([assistant, *tool_messages])
+        results = [await _run_server_tool(turn, call) for call in server_calls]
+        tool_messages = [result.message for result in results]
+        message_ids = await _persist_tool_round(turn, assistant, tool_messages)
+        for result, message_id in zip(results, message_ids, strict=True):
+            yield await _park_if_approval_needed(turn, result, message_id)
+        messages.extend(redaction.redact_more(m) for m in (assistant, *tool_messages))
         if client_calls:
             client_calls = await _policy_for_client_calls(turn, client_calls)
+            tail = held_back()
+            if tail:
+                content_parts.append(tail)
+                yield ContentDelta(tail)
             yield await _finish(turn, "".join(content_parts), "tool_calls", client_calls)
             return
+
+
+def _restored(redaction: Redaction, text: str) -> str:
+    restorer = redaction.restorer()
+    return restorer.feed(text) + restorer.finish()
+
+
+def _restored_arguments(redaction: Redaction, arguments: str) -> str:
+    # Restore inside the parsed JSON: upstreams may send placeholders as \u escapes.
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError:
+        return _restored(redaction, arguments)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return _restored(redaction, value)
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        return value
+
+    restored = walk(parsed)
+    return arguments if restored == parsed else json.dumps(restored, ensure_ascii=False)
 
 
 def server_specs_names(specs: tuple[ToolSpec, ...]) -> frozenset[str]:
@@ -314,7 +364,7 @@ def _merge_tools(
     return server + client
 
 
-async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> tuple[ChatMessage, ToolActivity]:
+async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> _ServerToolResult:
     services, principal = turn.services, turn.request.principal
     tool = services.tools.get(call.name)
     assert tool is not None  # only names from the registry reach here
@@ -330,11 +380,13 @@ async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> tuple[ChatMess
         decision=decision.decision,
         rule=decision.rule,
         reason=decision.reason,
+        policy_version=decision.version,
     )
     status = "ok"
-    if decision.decision != "allow":
-        # Approval flows (content safeguards issue) will park the call; until then: not run.
-        status, output = "denied", f"error: the tool call was not allowed ({decision.decision})"
+    if decision.decision == "approval":
+        status, output = "pending_approval", approvals.PENDING_TEXT
+    elif decision.decision == "deny":
+        status, output = "denied", "error: the tool call was denied by policy"
     elif arguments is None:
         status, output = "error", "error: arguments must be a JSON object"
     else:
@@ -348,8 +400,9 @@ async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> tuple[ChatMess
             status, output = "error", "error: the tool timed out"
     output = output[:TOOL_OUTPUT_CHARS]
     scan = await services.hooks.tool_output_guard.check(output, source=f"tool:{call.name}")
+    # Every verdict is audited, also in warn and log-only modes where it does not block.
+    await _audit_verdict(turn, scan, source=f"tool:{call.name}")
     if scan.verdict == "block":
-        await _audit_verdict(turn, scan, source=f"tool:{call.name}")
         status, output = "blocked", "error: the tool output was withheld by a content safeguard"
     duration_ms = int((time.perf_counter() - started) * 1000)
     row = ToolCall(
@@ -380,7 +433,37 @@ async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> tuple[ChatMess
         result_digest=digest(output),
     )
     message = ChatMessage("tool", output, tool_call_id=call.id)
-    return message, ToolActivity(call.id, call.name, decision.decision, status)
+    activity = ToolActivity(call.id, call.name, decision.decision, status)
+    return _ServerToolResult(call, message, activity, row.id, decision)
+
+
+async def _park_if_approval_needed(
+    turn: _Turn, result: _ServerToolResult, tool_message_id: str
+) -> ToolActivity:
+    if result.activity.status != "pending_approval":
+        return result.activity
+    call = result.call
+    async with turn.services.sessions.begin() as session:
+        approval = await approvals.park(
+            session,
+            turn.request.principal,
+            conversation_id=turn.conversation_id,
+            interaction_id=turn.interaction_id,
+            tool_call_row_id=result.tool_call_row_id,
+            tool_message_id=tool_message_id,
+            call=call,
+            decision=result.decision,
+        )
+    await turn.audit(
+        "approval.requested",
+        tool=call.name,
+        call_id=call.id,
+        approval_id=approval.id,
+        policy_version=result.decision.version,
+        rule=result.decision.rule,
+        expires_at=approval.expires_at.isoformat(),
+    )
+    return replace(result.activity, approval_id=approval.id)
 
 
 async def _policy_for_client_calls(
@@ -428,16 +511,18 @@ async def _policy_for_client_calls(
 
 async def _persist_tool_round(
     turn: _Turn, assistant: ChatMessage, tool_messages: list[ChatMessage]
-) -> None:
+) -> list[str]:
+    """Store the model's calls and their results; returns the ids of the tool messages."""
     if not assistant.tool_calls:
-        return
+        return []
     async with turn.services.sessions.begin() as session:
         conversation = await store.open_conversation(
             session, turn.request.principal, turn.conversation_id, turn.request.model
         )
-        await store.append_messages(
+        rows = await store.append_messages(
             session, conversation, (assistant, *tool_messages), turn.interaction_id
         )
+    return [row.id for row in rows[1:]]
 
 
 async def _finish(

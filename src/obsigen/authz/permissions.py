@@ -13,6 +13,10 @@ class Permission(StrEnum):
     AUDIT_READ = "tenant:audit:read"
     USERS_MANAGE = "tenant:users:manage"
     APIKEYS_MANAGE = "tenant:apikeys:manage"
+    TOOL_POLICY_READ = "tenant:tool_policy:read"
+    TOOL_POLICY_MANAGE = "tenant:tool_policy:manage"
+    APPROVALS_DECIDE = "tenant:approvals:decide"
+    CODE_RUN = "tenant:code:run"
 
 
 class Role(StrEnum):
@@ -26,13 +30,21 @@ _MEMBER = frozenset(
         Permission.MODELS_READ,
         Permission.CONVERSATIONS_READ,
         Permission.CONVERSATIONS_WRITE,
+        Permission.CODE_RUN,
     }
 )
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MEMBER: _MEMBER,
     Role.ADMIN: _MEMBER
-    | {Permission.AUDIT_READ, Permission.USERS_MANAGE, Permission.APIKEYS_MANAGE},
+    | {
+        Permission.AUDIT_READ,
+        Permission.USERS_MANAGE,
+        Permission.APIKEYS_MANAGE,
+        Permission.TOOL_POLICY_READ,
+        Permission.TOOL_POLICY_MANAGE,
+        Permission.APPROVALS_DECIDE,
+    },
 }
 
 

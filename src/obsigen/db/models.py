@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from obsigen.db.base import Base, IdColumn, LongText, TenantScoped, UTCDateTime, new_id, utcnow
@@ -105,3 +105,62 @@ class ToolCall(TenantScoped, Base):
     status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | error | returned
     result: Mapped[str] = mapped_column(LongText, default="")
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- audit trail (issue #5) ------------------------------------------------------------------
+# Not tenant-scoped rows in the usual sense: no foreign key to tenants, because deleting a
+# tenant must not delete the record of what happened in it, and no UPDATE or DELETE by the
+# application (docs/audit.md: grants). Sequence numbers are per tenant and gap-free.
+
+
+class AuditEventRecord(Base):
+    """One hash-chained audit event; ``record`` is the canonical JSON the hash covers."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        UniqueConstraint("event_id"),
+        Index("ix_audit_events_time", "tenant_id", "time"),
+        Index("ix_audit_events_interaction", "tenant_id", "interaction_id"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(IdColumn, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(IdColumn)
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_type: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    interaction_id: Mapped[str | None] = mapped_column(IdColumn, default=None)
+    record: Mapped[str] = mapped_column(LongText)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The newest link of a tenant's chain; writers lock this row to append in turn."""
+
+    __tablename__ = "audit_chain_heads"
+
+    tenant_id: Mapped[str] = mapped_column(IdColumn, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    # Where verification starts: seq 0 and the genesis hash until a retention purge.
+    anchor_seq: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+    checkpoint_seq: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditCheckpoint(Base):
+    """A signature over a tenant's chain at ``seq``: rewriting history needs the signing key."""
+
+    __tablename__ = "audit_checkpoints"
+
+    tenant_id: Mapped[str] = mapped_column(IdColumn, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_id: Mapped[str] = mapped_column(String(128))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(1024))
+    public_jwk: Mapped[str] = mapped_column(String(2048))

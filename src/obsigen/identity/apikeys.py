@@ -21,6 +21,7 @@ from obsigen.authz.principal import Principal
 from obsigen.db.base import utcnow
 from obsigen.db.models import ApiKey, RoleBinding, Tenant
 from obsigen.errors import InvalidInput
+from obsigen.identity.principals import load_principal
 
 PREFIX = "obs_"
 _KEY = re.compile(r"^obs_([A-Za-z0-9]{16})_([A-Za-z0-9_-]{43})$")
@@ -94,16 +95,4 @@ async def authenticate_api_key(
     now = now or utcnow()
     if api_key.revoked_at is not None or (api_key.expires_at and api_key.expires_at <= now):
         return None
-    roles = await session.scalars(
-        select(RoleBinding.role).where(
-            RoleBinding.tenant_id == api_key.tenant_id,
-            RoleBinding.principal_kind == "apikey",
-            RoleBinding.principal_id == api_key.id,
-        )
-    )
-    return Principal(
-        tenant_id=api_key.tenant_id,
-        kind="apikey",
-        id=api_key.id,
-        roles=frozenset(Role(r) for r in roles),
-    )
+    return await load_principal(session, api_key.tenant_id, "apikey", api_key.id)

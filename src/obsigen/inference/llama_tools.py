@@ -80,12 +80,22 @@ def _bound(node: object) -> None:
     kind = node.get("type")
     kinds = kind if isinstance(kind, list) else [kind]
     # A pattern or format has its own grammar rule, which a length bound would replace.
+    # Always the smaller bound: llama.cpp expands {n,m} into nested rules and recurses through
+    # them, so a schema's own large maxLength (ours, or a client's) overflows the C stack.
     if "string" in kinds and not {"pattern", "format", "enum", "const"} & node.keys():
-        node.setdefault("maxLength", GRAMMAR_MAX_STRING)
+        node["maxLength"] = _at_most(node.get("maxLength"), GRAMMAR_MAX_STRING)
+        if "minLength" in node:
+            node["minLength"] = _at_most(node["minLength"], node["maxLength"])
     if "array" in kinds:
-        node.setdefault("maxItems", GRAMMAR_MAX_ITEMS)
+        node["maxItems"] = _at_most(node.get("maxItems"), GRAMMAR_MAX_ITEMS)
+        if "minItems" in node:
+            node["minItems"] = _at_most(node["minItems"], node["maxItems"])
     for value in node.values():
         _bound(value)
+
+
+def _at_most(value: object, bound: int) -> int:
+    return min(value, bound) if isinstance(value, int) and value >= 0 else bound
 
 
 def tool_preamble(tools: Sequence[ToolSpec], *, allow_answer: bool) -> str:

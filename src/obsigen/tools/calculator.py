@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from obsigen.inference.interfaces import ToolSpec
-from obsigen.tools.interfaces import ToolContext, ToolInputError, ToolResult
+from obsigen.tools.interfaces import Sensitivity, ToolContext, ToolInputError, ToolResult
 
 MAX_EXPRESSION_CHARS = 500
 MAX_EXPONENT = 1000
@@ -103,6 +103,7 @@ def _eval(node: ast.expr) -> float | int:
 
 
 class CalculatorTool:
+    sensitivity: Sensitivity = "low"  # pure arithmetic: no data, no side effects
     spec = ToolSpec(
         name="calculator",
         description=(

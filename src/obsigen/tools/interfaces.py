@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from obsigen.authz.principal import Principal
 from obsigen.inference.interfaces import ToolSpec
+
+# How much harm a call can do; the tenant's tool policy maps it to allow/deny/approval.
+Sensitivity = Literal["low", "medium", "high"]
 
 
 class ToolInputError(ValueError):
@@ -28,5 +31,8 @@ class ToolResult:
 class Tool(Protocol):
     @property
     def spec(self) -> ToolSpec: ...
+
+    @property
+    def sensitivity(self) -> Sensitivity: ...
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult: ...

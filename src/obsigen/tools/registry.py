@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from obsigen.inference.interfaces import ToolSpec
+from obsigen.sandbox.interfaces import SandboxRunner
 from obsigen.tools.calculator import CalculatorTool
 from obsigen.tools.interfaces import Tool
+from obsigen.tools.run_python import RunPythonTool
 
 
 class ToolRegistry:
     def __init__(self, tools: Iterable[Tool]) -> None:
         self._tools = {tool.spec.name: tool for tool in tools}
+
+    def register(self, tool: Tool) -> None:
+        if tool.spec.name in self._tools:
+            raise ValueError(f"tool {tool.spec.name!r} is registered already")
+        self._tools[tool.spec.name] = tool
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -23,5 +30,9 @@ class ToolRegistry:
         return name in self._tools
 
 
-def default_registry() -> ToolRegistry:
-    return ToolRegistry([CalculatorTool()])
+def default_registry(sandbox: SandboxRunner | None = None) -> ToolRegistry:
+    """The server's tools; ``run_python`` only where a sandbox backend runs."""
+    tools: list[Tool] = [CalculatorTool()]
+    if sandbox is not None:
+        tools.append(RunPythonTool(sandbox))
+    return ToolRegistry(tools)

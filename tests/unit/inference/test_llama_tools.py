@@ -80,3 +80,21 @@ def test_history_renders_as_roles_the_template_knows() -> None:
     assert rendered[0]["content"] == "Be brief.\n\nTOOLS"
     assert rendered[2]["content"] == 'I will use the calculator tool: {"expression": "1+1"}'
     assert rendered[3]["content"].startswith("The calculator tool returned: 2\n")
+
+
+def test_large_bounds_are_lowered_so_the_grammar_cannot_overflow_the_stack() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string", "minLength": 5000, "maxLength": 1_000_000},
+            "items": {"type": "array", "minItems": 100, "maxItems": 10_000, "items": {}},
+        },
+    }
+
+    bounded = bounded_schema(schema)
+
+    code, items = bounded["properties"]["code"], bounded["properties"]["items"]
+    assert code["maxLength"] <= 400
+    assert code["minLength"] <= code["maxLength"]
+    assert items["maxItems"] <= 32
+    assert items["minItems"] <= items["maxItems"]

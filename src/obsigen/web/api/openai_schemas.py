@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -60,10 +61,32 @@ class MessageIn(_Lenient):
         )
 
 
+MAX_SCHEMA_DEPTH = 12
+MAX_SCHEMA_CHARS = 20_000
+
+
+def _depth(node: object) -> int:
+    if isinstance(node, dict):
+        return 1 + max((_depth(v) for v in node.values()), default=0)
+    if isinstance(node, list):
+        return 1 + max((_depth(v) for v in node), default=0)
+    return 0
+
+
 class FunctionSpecIn(_Lenient):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = Field(default="", max_length=4000)
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    @field_validator("parameters")
+    @classmethod
+    def _bounded_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Schemas become grammars and prompts: bound their size and nesting.
+        if _depth(value) > MAX_SCHEMA_DEPTH:
+            raise ValueError(f"parameters schema nested deeper than {MAX_SCHEMA_DEPTH}")
+        if len(json.dumps(value)) > MAX_SCHEMA_CHARS:
+            raise ValueError(f"parameters schema longer than {MAX_SCHEMA_CHARS} characters")
+        return value
 
 
 class ToolIn(_Lenient):
