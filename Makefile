@@ -51,8 +51,10 @@ pytest: $(BIN)/obsigen
 
 test: $(BIN)/obsigen services lint typecheck pytest
 
-bench: $(BIN)/obsigen
+bench: $(BIN)/obsigen services
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.keys
+	$(BIN)/python -m bench.audit_chain --mariadb mysql+asyncmy://root@127.0.0.1:3306/
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .mypy_cache .ruff_cache .pytest_cache

@@ -50,6 +50,17 @@ def require_service(name: str, available: bool) -> None:
     pytest.skip(f"{name} is not available")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (rather than skip) SQLite runs of tests that only mean something on MariaDB."""
+    keep, drop = [], []
+    for item in items:
+        is_sqlite = "[sqlite" in item.name or "-sqlite" in item.name
+        (drop if item.get_closest_marker("mariadb_only") and is_sqlite else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 # --- databases -----------------------------------------------------------------------------
 
 

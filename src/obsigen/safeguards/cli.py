@@ -7,13 +7,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from obsigen.config import SafeguardsSettings, load_settings
-from obsigen.safeguards.evaluation import Example, evaluation_report, load_examples, percentiles
-from obsigen.safeguards.pipeline import DetectionPipeline, GuardPolicy, shipped_detector
+
+if TYPE_CHECKING:
+    from obsigen.safeguards.evaluation import Example
+    from obsigen.safeguards.pipeline import DetectionPipeline
+
+# The detector's modules (scikit-learn) load inside the commands: every other `obsigen`
+# command would otherwise pay seconds of import time for them.
 
 app = typer.Typer(no_args_is_help=True, help="Injection and jailbreak detection.")
 
@@ -31,6 +36,8 @@ def _settings(config: Path | None) -> SafeguardsSettings:
 
 
 def _pipeline(settings: SafeguardsSettings) -> DetectionPipeline:
+    from obsigen.safeguards.pipeline import DetectionPipeline, GuardPolicy, shipped_detector
+
     # Always judged as in block mode: a scan reports what the detector decides, whatever the
     # deployment does with it (warn and log-only would turn every verdict into "allow").
     policy = GuardPolicy("block", settings.threshold, settings.indirect_threshold)
@@ -91,6 +98,9 @@ def evaluate(
     ] = None,
 ) -> None:
     """Precision, recall, false-positive rate and F1, per language and kind; latency p50/p99."""
+    from obsigen.safeguards.evaluation import evaluation_report, load_examples, percentiles
+    from obsigen.safeguards.pipeline import GuardPolicy, shipped_detector
+
     settings = _settings(config)
     if not data.is_file():
         typer.echo(f"error: no such file: {data}", err=True)

@@ -23,7 +23,11 @@ from obsigen.safeguards.evaluation import (
 )
 from obsigen.safeguards.training import TrainConfig, cross_validate, folds
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "safeguards" / "train.jsonl"
+# ../shared beside the repository (as on the development machines and in CI), or named.
+DATA = Path(
+    os.environ.get("OBSIGEN_SAFEGUARDS_DATA")
+    or Path(__file__).resolve().parents[3].parent / "shared/data/safeguards/train.jsonl"
+)
 CI = os.environ.get("CI", "").lower() == "true"
 
 # Measured by scripts/train_safeguards.py (held out by source file, group 5-fold, at the
