@@ -35,6 +35,7 @@ run: $(BIN)/obsigen
 
 test-deps:
 	scripts/install-test-deps.sh
+	scripts/install-sandbox-runtime.sh
 
 services: test-deps
 	scripts/services.sh start

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
+import zipfile
 from typing import Any
 
 import pytest
@@ -166,3 +168,37 @@ async def test_the_assistant_runs_python_through_the_tool(sandboxed: Platform) -
         if e["type"] == "tool.call" and e["data"].get("tool") == "run_python"
     ]  # fmt: skip
     assert calls[-1]["data"]["status"] == "ok"
+
+
+async def test_user_code_makes_slides_with_a_chart(sandboxed: Platform) -> None:
+    """The runtime has numpy, pandas, matplotlib and python-pptx (make test installs it)."""
+    key = await sandboxed.api_key()
+    code = (
+        "import io\n"
+        "import matplotlib.pyplot as plt, numpy as np, pandas as pd\n"
+        "from pptx import Presentation\n"
+        "from pptx.util import Inches\n"
+        "frame = pd.DataFrame({'q': [1, 2, 3, 4], 'sales': np.array([3, 5, 4, 6])})\n"
+        "figure, axes = plt.subplots()\n"
+        "axes.plot(frame['q'], frame['sales'])\n"
+        "png = io.BytesIO(); figure.savefig(png, format='png'); png.seek(0)\n"
+        "deck = Presentation()\n"
+        "slide = deck.slides.add_slide(deck.slide_layouts[5])\n"
+        "slide.shapes.title.text = 'Sales'\n"
+        "slide.shapes.add_picture(png, Inches(1), Inches(1.5), width=Inches(8))\n"
+        "deck.save('/output/sales.pptx')\n"
+        "print(int(frame['sales'].sum()))\n"
+    )
+
+    response = await run_code(sandboxed, key, code=code)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["stdout"], body["exit_code"]) == ("18\n", 0), body["stderr"]
+    [artifact] = body["artifacts"]
+    assert artifact["name"] == "sales.pptx"
+    assert artifact["media_type"].endswith("presentationml.presentation")
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(artifact["content_base64"]))) as deck:
+        names = deck.namelist()
+    assert "ppt/slides/slide1.xml" in names
+    assert any(name.startswith("ppt/media/") and name.endswith(".png") for name in names)
