@@ -9,7 +9,6 @@ run a tool twice.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -17,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from obsigen.assistant import tool_execution
 from obsigen.assistant.hooks import PolicyDecision, TurnHooks
 from obsigen.assistant.store import parse_arguments
 from obsigen.audit.events import AuditEvent, actor_of, digest
@@ -28,15 +28,13 @@ from obsigen.db.tool_policy_models import ToolApproval
 from obsigen.errors import Conflict, Forbidden, NotFound
 from obsigen.identity.principals import load_principal
 from obsigen.inference.interfaces import ToolCallRequest
-from obsigen.tools.interfaces import ToolContext, ToolInputError
+from obsigen.tools.interfaces import ToolContext
 from obsigen.tools.registry import ToolRegistry
 
 PENDING_TEXT = (
     "This tool call needs an approver's decision and has not run yet. "
     "Tell the user that it is waiting for approval."
 )
-TOOL_TIMEOUT_S = 30.0
-TOOL_OUTPUT_CHARS = 16_000
 
 
 async def park(
@@ -183,18 +181,12 @@ class ApprovalService:
         if arguments is None:
             return "error: arguments must be a JSON object", "error", 0
         context = ToolContext(requester, approval.conversation_id, approval.interaction_id)
-        status = "ok"
-        try:
-            async with asyncio.timeout(TOOL_TIMEOUT_S):
-                output = (await tool.run(arguments, context)).content[:TOOL_OUTPUT_CHARS]
-        except ToolInputError as exc:
-            status, output = "error", f"error: {exc}"
-        except TimeoutError:
-            status, output = "error", "error: the tool timed out"
-        scan = await self._hooks.tool_output_guard.check(output, source=f"tool:{approval.tool}")
-        if scan.verdict == "block":
-            status = "blocked"
-            output = "error: the tool output was withheld by a content safeguard"
+        outcome = await tool_execution.screen(
+            self._hooks.tool_output_guard,
+            await tool_execution.execute(tool, arguments, context),
+            approval.tool,
+        )
+        output, status = outcome.output, outcome.status
         return output, status, int((time.perf_counter() - started) * 1000)
 
     async def _record(

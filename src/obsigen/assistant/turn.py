@@ -21,8 +21,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from obsigen.assistant import approvals, store
+from obsigen.assistant import approvals, store, tool_execution
 from obsigen.assistant.hooks import GuardResult, PolicyDecision, Redaction, TurnHooks
+from obsigen.assistant.tool_execution import ToolOutcome
 from obsigen.audit.events import AuditEvent, actor_of, digest
 from obsigen.audit.recorder import AuditRecorder
 from obsigen.authz.principal import Principal
@@ -39,11 +40,8 @@ from obsigen.inference.interfaces import (
     ToolSpec,
     Usage,
 )
-from obsigen.tools.interfaces import ToolContext, ToolInputError
+from obsigen.tools.interfaces import ToolContext
 from obsigen.tools.registry import ToolRegistry
-
-TOOL_TIMEOUT_S = 30.0
-TOOL_OUTPUT_CHARS = 16_000
 
 
 class InputBlocked(ObsigenError):
@@ -384,26 +382,19 @@ async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> _ServerToolRes
     )
     status = "ok"
     if decision.decision == "approval":
-        status, output = "pending_approval", approvals.PENDING_TEXT
+        outcome = ToolOutcome(approvals.PENDING_TEXT, "pending_approval")
     elif decision.decision == "deny":
-        status, output = "denied", "error: the tool call was denied by policy"
+        outcome = ToolOutcome("error: the tool call was denied by policy", "denied")
     elif arguments is None:
-        status, output = "error", "error: arguments must be a JSON object"
+        outcome = ToolOutcome("error: arguments must be a JSON object", "error")
     else:
         context = ToolContext(principal, turn.conversation_id, turn.interaction_id)
-        try:
-            async with asyncio.timeout(TOOL_TIMEOUT_S):
-                output = (await tool.run(arguments, context)).content
-        except ToolInputError as exc:
-            status, output = "error", f"error: {exc}"
-        except TimeoutError:
-            status, output = "error", "error: the tool timed out"
-    output = output[:TOOL_OUTPUT_CHARS]
-    scan = await services.hooks.tool_output_guard.check(output, source=f"tool:{call.name}")
+        outcome = await tool_execution.execute(tool, arguments, context)
+    outcome = await tool_execution.screen(services.hooks.tool_output_guard, outcome, call.name)
+    assert outcome.scan is not None
     # Every verdict is audited, also in warn and log-only modes where it does not block.
-    await _audit_verdict(turn, scan, source=f"tool:{call.name}")
-    if scan.verdict == "block":
-        status, output = "blocked", "error: the tool output was withheld by a content safeguard"
+    await _audit_verdict(turn, outcome.scan, source=f"tool:{call.name}")
+    status, output = outcome.status, outcome.output
     duration_ms = int((time.perf_counter() - started) * 1000)
     row = ToolCall(
         tenant_id=principal.tenant_id,
