@@ -17,6 +17,7 @@ from obsigen.config import Settings, ensure_data_dir, load_settings
 from obsigen.db.engine import make_engine, make_sessionmaker
 from obsigen.db.migrate import upgrade_to_head
 from obsigen.errors import ObsigenError
+from obsigen.keys import cli as keys_cli
 from obsigen.safeguards import cli as safeguards_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Obsigen platform CLI.")
@@ -28,6 +29,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(safeguards_cli.app, name="safeguards")
+app.add_typer(keys_cli.app, name="keys")
 
 T = TypeVar("T")
 

@@ -1,0 +1,114 @@
+"""``obsigen keys list`` and ``obsigen keys rotate``: the configured providers' keys, by state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from obsigen.config import Settings, load_settings
+from obsigen.errors import ObsigenError
+from obsigen.keys.factory import make_key_provider
+from obsigen.keys.interfaces import KeyInfo
+from obsigen.keys.rotation import age, rotate
+
+app = typer.Typer(no_args_is_help=True, help="Signing keys and key-encryption keys (KEKs).")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (else $OBSIGEN_CONFIG).")
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _row(kind: str, info: KeyInfo) -> dict[str, str | None]:
+    return {
+        "kind": kind,
+        "kid": info.kid,
+        "alg": info.alg,
+        "state": info.state.value,
+        "created_at": info.created_at.isoformat(),
+        "age_days": str(age(info).days),
+        "retire_after": info.retire_after.isoformat() if info.retire_after else None,
+    }
+
+
+async def _list(settings: Settings) -> list[dict[str, str | None]]:
+    rows: list[dict[str, str | None]] = []
+    for kind, uri in (("signing", settings.keys.signing), ("kek", settings.keys.kek)):
+        provider = make_key_provider(uri, settings.paths.data_dir)
+        try:
+            use = "sig" if kind == "signing" else "enc"
+            rows += [_row(kind, info) for info in await provider.list_keys() if info.use == use]
+        finally:
+            await provider.aclose()
+    return rows
+
+
+@app.command("list")
+def list_keys(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every signing key and KEK with its age and state (no key material, ever)."""
+    try:
+        rows = asyncio.run(_list(_settings(config)))
+    except ObsigenError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no keys yet: `obsigen keys rotate --kind signing` creates the first")
+    for row in rows:
+        retire = f", retires {row['retire_after']}" if row["retire_after"] else ""
+        typer.echo(
+            f"{row['kind']:<8} {row['kid']}  {row['alg']:<7} {row['state']:<12} "
+            f"{row['age_days']} days{retire}"
+        )
+
+
+@app.command("rotate")
+def rotate_key(
+    kind: Annotated[Literal["signing", "kek"], typer.Option("--kind", help="signing or kek.")],
+    overlap: Annotated[
+        str,
+        typer.Option(help="How long old signing keys still verify: the longest token lifetime."),
+    ] = "1d",
+    tenant: Annotated[str | None, typer.Option(help="Per-tenant KEK (not yet).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a new active key; the previous ones verify (or unwrap) only, then retire."""
+    from obsigen.identity.apikeys import parse_duration
+
+    if tenant is not None:
+        typer.echo("error: per-tenant KEKs arrive with envelope encryption (issue #9)", err=True)
+        raise typer.Exit(2)
+    settings = _settings(config)
+
+    async def run() -> None:
+        uri = settings.keys.signing if kind == "signing" else settings.keys.kek
+        provider = make_key_provider(uri, settings.paths.data_dir)
+        try:
+            done = await rotate(provider, kind, overlap=parse_duration(overlap))
+        finally:
+            await provider.aclose()
+        typer.echo(f"created {kind} key {done.created.kid} ({done.created.alg})")
+        for info in done.demoted:
+            typer.echo(f"  {info.kid} is now {info.state.value}, retires {info.retire_after}")
+
+    try:
+        asyncio.run(run())
+    except ObsigenError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
