@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from obsigen.keys.common import (
     Clock,
+    MetaCache,
     PublicKey,
     check_kid,
     check_signing_alg,
@@ -102,12 +102,11 @@ class AwsKmsKeyProvider:
         self._endpoint_url = endpoint_url or None
         self._access_key_ref = access_key_ref
         self._secret_key_ref = secret_key_ref
-        self._cache_ttl = cache_ttl_s
         self._clock = clock
         self._client: Any = None
         self._client_lock = asyncio.Lock()
         self._public: dict[str, PublicKey] = {}
-        self._meta_cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._meta_cache = MetaCache(cache_ttl_s)
 
     # --- the client ------------------------------------------------------------------------------
 
@@ -180,15 +179,13 @@ class AwsKmsKeyProvider:
             "state": state,
             "retire_after": tags.get(_TAG + "retire_after") or None,
         }
-        self._meta_cache[kid] = (raw, time.monotonic())
+        self._meta_cache.put(kid, raw)
         return raw
 
     async def _meta(self, kid: str) -> KeyInfo:
         check_kid(kid)
-        cached = self._meta_cache.get(kid)
-        if cached is not None and time.monotonic() - cached[1] < self._cache_ttl:
-            raw = cached[0]
-        else:
+        raw = self._meta_cache.get(kid)
+        if raw is None:
             raw = await self._call(lambda client: self._read_meta(client, kid))
         return info_from_json(raw, self._clock())
 
@@ -306,7 +303,7 @@ class AwsKmsKeyProvider:
                 "state": str(KeyState.ACTIVE),
                 "retire_after": None,
             }
-            self._meta_cache[kid] = (raw, time.monotonic())
+            self._meta_cache.put(kid, raw)
             return raw
 
         return info_from_json(await self._call(run), self._clock())

@@ -10,6 +10,7 @@ import base64
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -248,3 +249,24 @@ def parse_uri_params(uri: str, scheme: str) -> dict[str, str]:
             raise KeyConfigError(f"{scheme}: parameter {name!r} has no value")
         params[name.strip()] = value.strip()
     return params
+
+
+class MetaCache:
+    """Key metadata read from a token or KMS, kept ``ttl_s`` seconds so a token check costs no
+    round trip; a state change made by another process shows within that time."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def get(self, kid: str) -> dict[str, Any] | None:
+        entry = self._entries.get(kid)
+        if entry is None or time.monotonic() - entry[1] >= self._ttl_s:
+            return None
+        return entry[0]
+
+    def put(self, kid: str, raw: dict[str, Any]) -> None:
+        self._entries[kid] = (raw, time.monotonic())
+
+    def drop(self, kid: str) -> None:
+        self._entries.pop(kid, None)

@@ -25,7 +25,6 @@ import hashlib
 import json
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -41,6 +40,7 @@ from obsigen.keys.common import (
     GCM_NONCE_BYTES,
     RSA_BITS,
     Clock,
+    MetaCache,
     PublicKey,
     check_kid,
     check_signing_alg,
@@ -148,7 +148,6 @@ class Pkcs11KeyProvider:
         self._token_label = token_label
         self._pin_ref = pin_ref
         self._lib_path = lib_path
-        self._cache_ttl = cache_ttl_s
         self._clock = clock
         with _TOKENS_LOCK:
             self._shared = _TOKENS.setdefault((lib_path, token_label), _SharedToken())
@@ -158,9 +157,8 @@ class Pkcs11KeyProvider:
         self._private: dict[str, pkcs11.SignMixin] = {}
         self._secret: dict[str, pkcs11.SecretKey] = {}
         self._public: dict[str, PublicKey] = {}
-        # kid -> (metadata as stored, monotonic time read): states change rarely and a
-        # token search costs ~0.2 ms, so verification reads them from here.
-        self._meta_cache: dict[str, tuple[dict[str, Any], float]] = {}
+        # States change rarely and a token search costs ~0.2 ms: verification reads them here.
+        self._meta_cache = MetaCache(cache_ttl_s)
 
     # --- the session -----------------------------------------------------------------------------
 
@@ -252,10 +250,10 @@ class Pkcs11KeyProvider:
     def _read_meta(self, session: pkcs11.Session, kid: str) -> dict[str, Any]:
         found = self._meta_objects(session, kid)
         if not found:
-            self._meta_cache.pop(kid, None)
+            self._meta_cache.drop(kid)
             raise KeyNotFound(f"no such key {kid}")
         raw = max(found, key=lambda item: int(item[0].get("rev", 0)))[0]
-        self._meta_cache[kid] = (raw, time.monotonic())
+        self._meta_cache.put(kid, raw)
         return raw
 
     def _write_meta(self, session: pkcs11.Session, raw: dict[str, Any]) -> None:
@@ -277,14 +275,12 @@ class Pkcs11KeyProvider:
         )
         for _, obj in old:
             obj.destroy()
-        self._meta_cache[kid] = (raw, time.monotonic())
+        self._meta_cache.put(kid, raw)
 
     async def _meta(self, kid: str) -> KeyInfo:
         check_kid(kid)
-        cached = self._meta_cache.get(kid)
-        if cached is not None and time.monotonic() - cached[1] < self._cache_ttl:
-            raw = cached[0]
-        else:
+        raw = self._meta_cache.get(kid)
+        if raw is None:
             raw = await self._call(lambda session: self._read_meta(session, kid))
         return info_from_json(raw, self._clock())
 
@@ -457,9 +453,8 @@ class Pkcs11KeyProvider:
                 kid = str(raw.get("kid"))
                 if kid not in newest or int(raw.get("rev", 0)) > int(newest[kid].get("rev", 0)):
                     newest[kid] = raw
-            now = time.monotonic()
             for kid, raw in newest.items():
-                self._meta_cache[kid] = (raw, now)
+                self._meta_cache.put(kid, raw)
             return list(newest.values())
 
         now = self._clock()
