@@ -90,16 +90,23 @@ async def chat_completions(
         stream = _sse(events, buffered, completion_id, created, body.model, include_usage)
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
     finished = None
-    for event in [*buffered]:
-        if isinstance(event, TurnFinished):
-            finished = event
-    async for event in events:
+    async for event in _replayed(buffered, events):
         if isinstance(event, TurnFinished):
             finished = event
     assert finished is not None
     return JSONResponse(
         _completion_json(finished, completion_id, created, body.model), headers=headers
     )
+
+
+async def _replayed(
+    buffered: list[TurnEvent], events: AsyncIterator[TurnEvent]
+) -> AsyncIterator[TurnEvent]:
+    """The events ``prime`` already took, then the rest of the turn."""
+    for event in buffered:
+        yield event
+    async for event in events:
+        yield event
 
 
 def _completion_json(
@@ -148,15 +155,9 @@ async def _sse(
         }
         return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
-    async def all_events() -> AsyncIterator[TurnEvent]:
-        for event in buffered:
-            yield event
-        async for event in events:
-            yield event
-
     yield chunk({"role": "assistant", "content": ""})
     try:
-        async for event in all_events():
+        async for event in _replayed(buffered, events):
             if isinstance(event, ContentDelta):
                 yield chunk({"content": event.text})
             elif isinstance(event, ToolActivity):
