@@ -60,6 +60,41 @@ class KeysSettings(_Section):
     kek: str = "software"
 
 
+class AuthSettings(_Section):
+    """Sessions, tokens, login protection and MFA (docs/auth.md).
+
+    An access token lives ``access_ttl_s``; its session ends after ``idle_timeout_s`` without a
+    request, after ``session_max_s`` in any case, or on logout/revocation. A refresh token
+    lives ``refresh_ttl_s`` and is single-use (rotation; a reused one ends the session).
+    """
+
+    issuer: str = "obsigen"
+    audience: str = "obsigen-api"
+    signing_alg: Literal["ES256", "RS256"] = "ES256"
+    access_ttl_s: int = Field(default=900, ge=30, le=86400)
+    refresh_ttl_s: int = Field(default=8 * 3600, ge=60, le=90 * 86400)
+    idle_timeout_s: int = Field(default=3600, ge=60, le=30 * 86400)
+    session_max_s: int = Field(default=12 * 3600, ge=60, le=90 * 86400)
+    # Tolerance for clocks of other verifiers; bounded so a stolen token cannot live on.
+    clock_skew_s: int = Field(default=30, ge=0, le=120)
+    # Failed logins per account (and per source address) before a lockout.
+    max_failures: int = Field(default=5, ge=1, le=100)
+    failure_window_s: int = Field(default=900, ge=10)
+    lockout_s: int = Field(default=900, ge=10)
+    # API keys: the longest lifetime a new key may be given (keys never live unbounded).
+    apikey_max_days: int = Field(default=365, ge=1, le=3650)
+    # WebAuthn relying party: the site's registrable domain and the browser origin.
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "Obsigen"
+    webauthn_origins: list[str] = Field(default_factory=lambda: ["http://localhost:8000"])
+
+    @model_validator(mode="after")
+    def _coherent(self) -> AuthSettings:
+        if self.access_ttl_s > self.session_max_s:
+            raise ValueError("auth.access_ttl_s must not exceed auth.session_max_s")
+        return self
+
+
 class InferenceSettings(_Section):
     provider: Literal["local", "openai"] = "local"
     base_url: str = ""
@@ -177,6 +212,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     keys: KeysSettings = Field(default_factory=KeysSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)

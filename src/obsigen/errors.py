@@ -34,6 +34,24 @@ class Forbidden(ObsigenError):
     title = "Permission denied"
 
 
+class MfaRequired(Forbidden):
+    """The principal holds the permission but this session has not proved a second factor:
+    the client should step up (``POST /auth/mfa/step-up``) and retry."""
+
+    type_slug = "mfa-required"
+    title = "Second factor required"
+
+
+class TooManyAttempts(ObsigenError):
+    status = 429
+    type_slug = "too-many-attempts"
+    title = "Too many attempts"
+
+    def __init__(self, detail: str = "", retry_after_s: int = 60) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class InvalidInput(ObsigenError):
     status = 422
     type_slug = "invalid-input"

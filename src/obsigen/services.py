@@ -24,6 +24,7 @@ from obsigen.safeguards.pipeline import content_guard
 from obsigen.safeguards.redaction import PlaceholderRedactor
 from obsigen.sandbox.factory import build_runner
 from obsigen.sandbox.interfaces import SandboxRunner
+from obsigen.sessions.interfaces import BearerAuthenticator
 from obsigen.tools.registry import ToolRegistry, default_registry
 
 
@@ -51,6 +52,8 @@ class Services:
     redis: Redis | None
     # None where no sandbox backend runs here (run_python is then not offered).
     sandbox: SandboxRunner | None = None
+    # Session access tokens (JWT); None until the session layer is wired.
+    authenticator: BearerAuthenticator | None = None
 
     @property
     def turn(self) -> TurnServices:

@@ -1,7 +1,14 @@
-"""Permissions (``scope:resource:action``) and the roles that carry them."""
+"""Permissions (``scope:resource:action``), the built-in roles that carry them, and which of
+them need a second factor.
+
+Deny by default: a principal holds exactly the union of its roles' permissions. Every
+permission an ordinary member does not hold is an administrative one and needs MFA
+(``MFA_REQUIRED``): an admin's password alone never changes a tenant.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -10,46 +17,103 @@ class Permission(StrEnum):
     MODELS_READ = "tenant:models:read"
     CONVERSATIONS_READ = "tenant:conversations:read"
     CONVERSATIONS_WRITE = "tenant:conversations:write"
+    CODE_RUN = "tenant:code:run"
+    FILES_READ = "tenant:files:read"
+    FILES_WRITE = "tenant:files:write"
     AUDIT_READ = "tenant:audit:read"
+    AUDIT_EXPORT = "tenant:audit:export"
+    USERS_READ = "tenant:users:read"
     USERS_MANAGE = "tenant:users:manage"
+    ROLES_MANAGE = "tenant:roles:manage"
+    SESSIONS_REVOKE = "tenant:sessions:revoke"
     APIKEYS_MANAGE = "tenant:apikeys:manage"
     TOOL_POLICY_READ = "tenant:tool_policy:read"
     TOOL_POLICY_MANAGE = "tenant:tool_policy:manage"
     APPROVALS_DECIDE = "tenant:approvals:decide"
-    CODE_RUN = "tenant:code:run"
+    TENANT_MANAGE = "tenant:settings:manage"
+    KEYS_MANAGE = "tenant:keys:manage"
+
+
+# Custom role names: lowercase, digits, '-' and '_' (built-in names are reserved).
+ROLE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{1,31}$"
 
 
 class Role(StrEnum):
-    MEMBER = "member"
+    """The built-in roles. Tenants add custom roles (``custom_roles`` table) by name."""
+
+    OWNER = "owner"
     ADMIN = "admin"
+    AUDITOR = "auditor"
+    MEMBER = "member"
+    VIEWER = "viewer"
 
 
-_MEMBER = frozenset(
-    {
-        Permission.CHAT_COMPLETIONS_CREATE,
-        Permission.MODELS_READ,
-        Permission.CONVERSATIONS_READ,
-        Permission.CONVERSATIONS_WRITE,
-        Permission.CODE_RUN,
-    }
-)
-
-ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.MEMBER: _MEMBER,
-    Role.ADMIN: _MEMBER
+_VIEWER = frozenset({Permission.MODELS_READ, Permission.CONVERSATIONS_READ, Permission.FILES_READ})
+_MEMBER = _VIEWER | {
+    Permission.CHAT_COMPLETIONS_CREATE,
+    Permission.CONVERSATIONS_WRITE,
+    Permission.CODE_RUN,
+    Permission.FILES_WRITE,
+}
+_AUDITOR = _VIEWER | {
+    Permission.AUDIT_READ,
+    Permission.AUDIT_EXPORT,
+    Permission.USERS_READ,
+    Permission.TOOL_POLICY_READ,
+}
+_ADMIN = (
+    _MEMBER
+    | _AUDITOR
     | {
-        Permission.AUDIT_READ,
         Permission.USERS_MANAGE,
+        Permission.ROLES_MANAGE,
+        Permission.SESSIONS_REVOKE,
         Permission.APIKEYS_MANAGE,
-        Permission.TOOL_POLICY_READ,
         Permission.TOOL_POLICY_MANAGE,
         Permission.APPROVALS_DECIDE,
-    },
+    }
+)
+_OWNER = _ADMIN | {Permission.TENANT_MANAGE, Permission.KEYS_MANAGE}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.OWNER: _OWNER,
+    Role.ADMIN: _ADMIN,
+    Role.AUDITOR: _AUDITOR,
+    Role.MEMBER: _MEMBER,
+    Role.VIEWER: _VIEWER,
 }
 
+# Everything beyond what a member may do is administrative.
+MFA_REQUIRED: frozenset[Permission] = frozenset(Permission) - _MEMBER
 
-def permissions_for(roles: frozenset[Role]) -> frozenset[Permission]:
+
+def requires_mfa(permission: Permission) -> bool:
+    return permission in MFA_REQUIRED
+
+
+def builtin_role(name: str) -> Role | None:
+    try:
+        return Role(name)
+    except ValueError:
+        return None
+
+
+def permissions_for(roles: Iterable[str]) -> frozenset[Permission]:
+    """The permissions of built-in roles; unknown names (custom roles) add nothing here."""
     granted: set[Permission] = set()
-    for role in roles:
-        granted |= ROLE_PERMISSIONS[role]
+    for name in roles:
+        role = builtin_role(name)
+        if role is not None:
+            granted |= ROLE_PERMISSIONS[role]
     return frozenset(granted)
+
+
+def parse_permissions(values: Iterable[str]) -> frozenset[Permission]:
+    """Permission strings from a custom role definition; raises ValueError naming a bad one."""
+    parsed: set[Permission] = set()
+    for value in values:
+        try:
+            parsed.add(Permission(value))
+        except ValueError:
+            raise ValueError(f"unknown permission {value!r}") from None
+    return frozenset(parsed)

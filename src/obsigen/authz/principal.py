@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
-from obsigen.authz.permissions import Permission, Role, permissions_for
+from obsigen.authz.permissions import Permission, permissions_for
 
 PrincipalKind = Literal["user", "apikey"]
+
+
+def _no_grants() -> Mapping[str, frozenset[Permission]]:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,13 +21,35 @@ class Principal:
     tenant_id: str
     kind: PrincipalKind
     id: str
-    roles: frozenset[Role]
-    # Set when an admin proved a second factor for this session (issue #3 fills it).
+    # Role names: built-in (``Role`` values) and the tenant's custom roles.
+    roles: frozenset[str]
+    # Tenant-wide grants; None means "the built-in roles' permissions" (computed once).
+    granted: frozenset[Permission] | None = None
+    # Grants that hold only inside one workspace: workspace id -> permissions.
+    workspace_grants: Mapping[str, frozenset[Permission]] = field(default_factory=_no_grants)
+    # True when this session proved a second factor (token ``amr`` holds one).
     mfa: bool = False
+    # The session a JWT belongs to (None for API keys).
+    session_id: str | None = None
+    amr: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.granted is None:
+            object.__setattr__(self, "granted", permissions_for(self.roles))
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        return permissions_for(self.roles)
+        assert self.granted is not None
+        return self.granted
 
-    def can(self, permission: Permission) -> bool:
-        return permission in self.permissions
+    def can(self, permission: Permission, workspace: str | None = None) -> bool:
+        """Whether a role grants ``permission`` (tenant-wide, or inside ``workspace``).
+
+        Says nothing about MFA: the web edge checks that separately so that a missing second
+        factor gets its own answer (step up) rather than a plain denial.
+        """
+        if permission in self.permissions:
+            return True
+        if workspace is not None:
+            return permission in self.workspace_grants.get(workspace, frozenset())
+        return False

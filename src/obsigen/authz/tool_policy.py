@@ -9,14 +9,14 @@ runs itself). With no stored policy, the built-in version 0 applies.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from obsigen.assistant.hooks import Decision, PolicyDecision
-from obsigen.authz.permissions import Role
+from obsigen.authz.permissions import ROLE_NAME_PATTERN
 from obsigen.authz.principal import Principal
 from obsigen.db.tool_policy_models import ToolPolicyVersion
 from obsigen.tools.interfaces import Sensitivity
@@ -30,7 +30,10 @@ class PolicyRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tools: list[str] = Field(min_length=1, max_length=100)
-    roles: list[Role] = Field(default_factory=list, max_length=10)  # empty: every role
+    # Built-in or custom role names; empty: every role.
+    roles: list[Annotated[str, StringConstraints(pattern=ROLE_NAME_PATTERN)]] = Field(
+        default_factory=list, max_length=10
+    )
     decision: Decision
     reason: str = Field(default="", max_length=300)
 
@@ -66,7 +69,7 @@ BUILT_IN = PolicyDocument()
 def evaluate(
     document: PolicyDocument,
     version: int,
-    roles: frozenset[Role],
+    roles: frozenset[str],
     tool: str,
     sensitivity: Sensitivity | Literal["client"],
 ) -> PolicyDecision:

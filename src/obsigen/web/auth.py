@@ -1,16 +1,29 @@
-"""Authentication at the edge: ``Authorization: Bearer <API key>`` (JWT sessions: issue #3)."""
+"""Authentication and authorisation at the web edge.
+
+``Authorization: Bearer <token>`` carries either an API key (``obs_...``) or a session access
+token (a JWT signed by our key provider). Every route declares what it needs: ``require(P)``
+for a permission, or ``public()`` for the few that need no caller. The route x role matrix
+test refuses a route that declares neither.
+
+A permission in ``MFA_REQUIRED`` also needs a session that proved a second factor; without
+one the answer is 403 ``mfa-required`` (step up), not a plain denial. Every denial is audited.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from obsigen.authz.permissions import Permission
+from obsigen.audit.events import AuditEvent, actor_of
+from obsigen.authz.permissions import Permission, requires_mfa
 from obsigen.authz.principal import Principal
-from obsigen.errors import Forbidden, Unauthenticated
+from obsigen.errors import Forbidden, MfaRequired, Unauthenticated
 from obsigen.identity.apikeys import authenticate_api_key, looks_like_api_key
 from obsigen.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def services_of(request: Request) -> Services:
@@ -18,16 +31,27 @@ def services_of(request: Request) -> Services:
     return services
 
 
-async def authenticate(request: Request) -> Principal:
+def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("send Authorization: Bearer <token>")
+    return token
+
+
+async def authenticate(request: Request) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    token = bearer_token(request)
+    services = services_of(request)
     principal = None
     if looks_like_api_key(token):
-        async with services_of(request).sessions() as session:
+        async with services.sessions() as session:
             principal = await authenticate_api_key(session, token)
+    elif services.authenticator is not None:
+        principal = await services.authenticator.authenticate(token)
     if principal is None:
         raise Unauthenticated("invalid or expired credentials")
     request.state.principal = principal
@@ -37,12 +61,48 @@ async def authenticate(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def require(permission: Permission):  # type: ignore[no-untyped-def]
+async def _audit_denial(
+    request: Request, principal: Principal, permission: Permission, reason: str
+) -> None:
+    client = request.client.host if request.client else None
+    event = AuditEvent(
+        type="authz.decision",
+        tenant_id=principal.tenant_id,
+        actor=actor_of(principal),
+        outcome="denied",
+        source_address=client,
+        target={"kind": "route", "id": f"{request.method} {request.url.path}"[:200]},
+        data={"permission": permission.value, "reason": reason},
+    )
+    try:
+        await services_of(request).audit.record(event)
+    except Exception:  # the denial stands whether or not the record could be written
+        log.exception("could not audit an authorisation denial")
+
+
+def require(permission: Permission) -> Any:
     """A dependency that lets the request through only with ``permission`` (deny by default)."""
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    async def check(request: Request, principal: CurrentPrincipal) -> Principal:
         if not principal.can(permission):
+            await _audit_denial(request, principal, permission, "not-granted")
             raise Forbidden(f"requires {permission.value}")
+        if requires_mfa(permission) and not principal.mfa:
+            await _audit_denial(request, principal, permission, "mfa-required")
+            raise MfaRequired(
+                f"{permission.value} needs a session with a second factor: step up and retry"
+            )
         return principal
 
+    check.obsigen_permission = permission  # type: ignore[attr-defined]
     return Depends(check)
+
+
+def public() -> Any:
+    """Declares a route that needs no caller (health, JWKS, login)."""
+
+    async def no_caller() -> None:
+        return None
+
+    no_caller.obsigen_public = True  # type: ignore[attr-defined]
+    return Depends(no_caller)

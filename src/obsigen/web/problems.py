@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from obsigen.errors import ObsigenError
+from obsigen.errors import MfaRequired, ObsigenError, TooManyAttempts
 
 PROBLEM_BASE = "https://obsigen.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -45,7 +45,16 @@ _HTTP_SLUGS = {
 
 async def _obsigen_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ObsigenError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers: dict[str, str] | None = None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, MfaRequired):
+        # RFC 9470 step-up: tell the client which authentication level the call needs.
+        headers = {
+            "WWW-Authenticate": 'Bearer error="insufficient_user_authentication", acr_values="mfa"'
+        }
+    elif isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return problem(exc.status, exc.type_slug, exc.title, exc.detail, headers=headers)
 
 

@@ -51,7 +51,7 @@ def test_first_matching_rule_wins_and_roles_filter() -> None:
         {"rules": [{"tools": [], "decision": "allow"}]},
         {"rules": [{"tools": ["x"], "decision": "maybe"}]},
         {"rules": [{"tools": ["../etc"], "decision": "allow"}]},
-        {"rules": [{"tools": ["x"], "roles": ["superuser"], "decision": "allow"}]},
+        {"rules": [{"tools": ["x"], "roles": ["Super User!"], "decision": "allow"}]},
         {"defaults": {"high": "allow", "extreme": "deny"}},
         {"approval_ttl_minutes": 0},
         {"unknown": 1},

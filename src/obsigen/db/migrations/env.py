@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from obsigen.db import models  # noqa: F401  - registers the tables on Base.metadata
+from obsigen.db import (  # noqa: F401  - registers the tables on Base.metadata
+    auth_models,
+    models,
+    tool_policy_models,
+)
 from obsigen.db.base import Base
 
 connection = context.config.attributes.get("connection")

@@ -6,17 +6,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from obsigen.web.auth import services_of
+from obsigen.web.auth import public, services_of
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[public()])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[public()])
 async def readyz(request: Request) -> JSONResponse:
     """Ready when the database, Redis (if configured) and the model all answer."""
     services = services_of(request)

@@ -1,0 +1,1 @@
+"""Login sessions: access tokens (JWT), refresh-token rotation, idle and absolute lifetimes."""
