@@ -55,6 +55,8 @@ test: $(BIN)/obsigen services lint typecheck pytest
 bench: $(BIN)/obsigen services
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.keys
+	$(BIN)/python -m bench.tokens
+	$(BIN)/python -m bench.auth_step
 	$(BIN)/python -m bench.audit_chain --mariadb mysql+asyncmy://root@127.0.0.1:3306/
 
 clean:

@@ -14,35 +14,18 @@ import asyncio
 import contextlib
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.fakes.key_services import moto_available, moto_server, softhsm_available, softhsm_token
 
+from bench.timing import time_async
 from obsigen.keys import KeyProvider, SigningAlg, make_key_provider
 
 RESULTS = Path(__file__).parent / "results"
 CONTEXT = {"tenant": "bench", "purpose": "file"}
-
-
-async def _time(op: Any, rounds: int) -> dict[str, float]:
-    for _ in range(min(20, rounds)):  # warm caches: key handles, public keys, metadata
-        await op()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        await op()
-        samples.append((time.perf_counter_ns() - start) / 1000)
-    samples.sort()
-    return {
-        "median_us": round(statistics.median(samples), 1),
-        "p99_us": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
-        "n": rounds,
-    }
 
 
 async def _measure(provider: KeyProvider, rounds: int) -> dict[str, dict[str, float]]:
@@ -53,14 +36,20 @@ async def _measure(provider: KeyProvider, rounds: int) -> dict[str, dict[str, fl
         info = await provider.create_signing_key(alg)
         signature = await provider.sign(info.kid, message)
         n = rounds if alg == "ES256" else max(20, rounds // 4)
-        results[f"sign {alg}"] = await _time(lambda k=info.kid: provider.sign(k, message), n)
-        results[f"verify {alg}"] = await _time(
-            lambda k=info.kid, s=signature: provider.verify(k, message, s), rounds
+        results[f"sign {alg}"] = await time_async(
+            lambda k=info.kid: provider.sign(k, message), n, warmup=20
+        )
+        results[f"verify {alg}"] = await time_async(
+            lambda k=info.kid, s=signature: provider.verify(k, message, s), rounds, warmup=20
         )
     kek = await provider.create_kek()
     wrapped = await provider.wrap(kek.kid, bytes(32), CONTEXT)
-    results["wrap"] = await _time(lambda: provider.wrap(kek.kid, bytes(32), CONTEXT), rounds)
-    results["unwrap"] = await _time(lambda: provider.unwrap(kek.kid, wrapped, CONTEXT), rounds)
+    results["wrap"] = await time_async(
+        lambda: provider.wrap(kek.kid, bytes(32), CONTEXT), rounds, warmup=20
+    )
+    results["unwrap"] = await time_async(
+        lambda: provider.unwrap(kek.kid, wrapped, CONTEXT), rounds, warmup=20
+    )
     return results
 
 

@@ -7,6 +7,7 @@ skips and names the service.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from sqlalchemy import text
 
@@ -117,6 +119,17 @@ def upstream(upstream_server: tuple[FakeUpstream, str]) -> FakeUpstream:
 # --- the platform ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LoggedIn:
+    tenant: str
+    user_id: str
+    email: str
+    password: str
+    totp_secret: str | None
+    token: str
+    refresh_token: str
+
+
 @dataclass
 class Platform:
     """The app wired to real stores, with an HTTP client and factories for tenants and keys."""
@@ -142,6 +155,63 @@ class Platform:
                 session, await tenant_by_name(session, tenant), "test", role, None
             )
         return created.key
+
+    async def login(
+        self, tenant: str | None = None, role: Role = Role.MEMBER, *, mfa: bool | None = None
+    ) -> LoggedIn:
+        """A real user of ``role`` logged in through ``POST /auth/login``.
+
+        Roles with administrative permissions get TOTP and log in with it (their tokens carry
+        MFA); pass ``mfa=False`` for a password-only session of such a user.
+        """
+        from obsigen.identity.tenants import tenant_by_name
+        from obsigen.identity.users import create_user
+
+        tenant = tenant or await self.tenant()
+        email = f"u-{uuid.uuid4().hex[:10]}@example.eu"
+        password = secrets.token_urlsafe(18)
+        async with self.services.sessions.begin() as session:
+            created = await create_user(
+                session, await tenant_by_name(session, tenant), email, role, password
+            )
+            totp_secret = created.user.totp_secret
+            user_id = created.user.id
+        body: dict[str, str] = {"tenant": tenant, "email": email, "password": password}
+        if totp_secret and mfa is not False:
+            body["totp"] = pyotp.TOTP(totp_secret).now()
+        response = await self.client.post("/auth/login", json=body)
+        if totp_secret and mfa is False:
+            # The account has TOTP, so a password-only login is refused; make the session
+            # directly, as a login before enrolment would have.
+            assert response.status_code == 401, response.text
+            auth = self.services.auth
+            assert auth is not None
+            record, refresh = await auth.manager.start(
+                tenant_id=created.user.tenant_id, user_id=user_id, amr=["pwd"]
+            )
+            token, _ = await auth.tokens.issue(
+                subject=user_id,
+                tenant_id=record.tenant_id,
+                session_id=record.session_id,
+                amr=record.amr,
+                auth_time=record.auth_time,
+                session_expires_at=record.expires_at,
+            )
+            return LoggedIn(tenant, user_id, email, password, totp_secret, token, refresh)
+        assert response.status_code == 200, response.text
+        tokens = response.json()
+        return LoggedIn(
+            tenant,
+            user_id,
+            email,
+            password,
+            totp_secret,
+            tokens["access_token"],
+            tokens["refresh_token"],
+        )
+
+    async def user_token(self, tenant: str | None = None, role: Role = Role.MEMBER) -> str:
+        return (await self.login(tenant, role)).token
 
     @staticmethod
     def auth(key: str) -> dict[str, str]:

@@ -12,7 +12,18 @@ from obsigen.config import Settings
 from obsigen.db.migrate import current_revision, head_revision
 from obsigen.inference.catalog import ModelCatalog
 from obsigen.services import Services, build_services
-from obsigen.web.api import approvals, chat_completions, code, conversations, health, models
+from obsigen.web.api import (
+    approvals,
+    audit_events,
+    auth,
+    chat_completions,
+    code,
+    conversations,
+    health,
+    jwks,
+    models,
+    roles,
+)
 from obsigen.web.headers import SecurityHeaders
 from obsigen.web.problems import install_problem_handlers
 
@@ -29,6 +40,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             await svc.aclose()
             raise NotMigrated("the database schema is not current: run `obsigen migrate`")
         app.state.services = svc
+        # Remote audit sinks deliver in the background; a backlog left spooled by the previous
+        # process starts draining now rather than at the first new event.
+        svc.audit.start()
+        if svc.auth is not None:
+            await svc.auth.start()
         if services is None and svc.sandbox is not None:
             # Only a server that owns its services warms the pool at start; injected ones
             # (tests) fill it on first use instead of making sandboxes nobody runs.
@@ -49,6 +65,17 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(SecurityHeaders)
-    for module in (health, models, chat_completions, conversations, approvals, code):
+    for module in (
+        health,
+        jwks,
+        auth,
+        models,
+        chat_completions,
+        conversations,
+        approvals,
+        code,
+        audit_events,
+        roles,
+    ):
         app.include_router(module.router)
     return app

@@ -171,14 +171,14 @@ def tenant_create(
 def user_create(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
     email: Annotated[str, typer.Option(help="E-mail address.")],
-    role: Annotated[str, typer.Option(help="member or admin.")] = "member",
+    role: Annotated[str, typer.Option(help="owner, admin, auditor, member or viewer.")] = "member",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a user; an admin gets a TOTP enrolment URI, printed once."""
+    """Create a user; owners, admins and auditors get a TOTP enrolment URI, printed once."""
     from obsigen.identity.tenants import tenant_by_name
     from obsigen.identity.users import create_user, parse_role
 
@@ -195,7 +195,7 @@ def user_create(
     created = _with_session(settings, work)
     lines = [f"user {created['email']} ({role}) created", f"id: {created['id']}"]
     if created["otpauth_uri"]:
-        lines.append("admin: enrol this TOTP secret in an authenticator app (shown once):")
+        lines.append(f"{role}: enrol this TOTP secret in an authenticator app (shown once):")
     _emit(as_json, created, lines, created["otpauth_uri"])
 
 
@@ -203,24 +203,37 @@ def user_create(
 def apikey_create(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
     name: Annotated[str, typer.Option(help="What the key is for.")],
-    role: Annotated[str, typer.Option(help="member or admin.")] = "member",
+    role: Annotated[
+        str, typer.Option(help="member, viewer or a custom role without admin permissions.")
+    ] = "member",
     expires_in: Annotated[
-        str | None, typer.Option("--expires-in", help="e.g. 90d, 12h; default: never.")
-    ] = "90d",
+        str | None,
+        typer.Option(
+            "--expires-in", help="e.g. 90d, 12h; default 90d, at most auth.apikey_max_days."
+        ),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a service API key; the key is printed once."""
+    from datetime import timedelta
+
     from obsigen.identity.apikeys import create_api_key, parse_duration
     from obsigen.identity.tenants import tenant_by_name
-    from obsigen.identity.users import parse_role
 
     settings = _settings(config)
+    max_age = timedelta(days=settings.auth.apikey_max_days)
 
     async def work(session: AsyncSession) -> dict[str, str | None]:
-        lifetime = parse_duration(expires_in) if expires_in else None
+        # Without --expires-in: 90 days, or less where the configured maximum is shorter.
+        lifetime = parse_duration(expires_in) if expires_in else min(timedelta(days=90), max_age)
         created = await create_api_key(
-            session, await tenant_by_name(session, tenant), name, parse_role(role), lifetime
+            session,
+            await tenant_by_name(session, tenant),
+            name,
+            role,
+            lifetime,
+            max_age=max_age,
         )
         expires = created.api_key.expires_at
         return {"id": created.api_key.id, "key": created.key, "role": role,
@@ -228,7 +241,7 @@ def apikey_create(
 
     created = _with_session(settings, work)
     lines = [
-        f"API key {created['id']} ({role}) created, expires {created['expires_at'] or 'never'}",
+        f"API key {created['id']} ({role}) created, expires {created['expires_at']}",
         "the key (shown once):",
     ]
     _emit(as_json, created, lines, created["key"])
@@ -253,7 +266,8 @@ def bootstrap(config: ConfigOption = None) -> None:
         if await session.scalar(select(Tenant.id).limit(1)) is not None:
             return None
         tenant = await create_tenant(session, "default", settings.residency.region)
-        created = await create_user(session, tenant, "admin@obsigen.local", Role.ADMIN, password)
+        # The first user owns the tenant: only an owner can make owners and manage keys.
+        created = await create_user(session, tenant, "admin@obsigen.local", Role.OWNER, password)
         return {"tenant": tenant.name, "email": created.user.email,
                 "otpauth_uri": created.otpauth_uri}  # fmt: skip
 
@@ -266,7 +280,7 @@ def bootstrap(config: ConfigOption = None) -> None:
         f"""
 Obsigen is set up. Serving on {url}
 
-First admin (shown once; store it now):
+First user, the tenant's owner (shown once; store it now):
   tenant:   {created["tenant"]}
   e-mail:   {created["email"]}
   password: {password}

@@ -9,10 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from obsigen.assistant.hooks import TurnHooks
 from obsigen.assistant.turn import TurnServices
-from obsigen.audit.db_store import DatabaseAuditSink
-from obsigen.audit.file_sink import FileAuditSink
-from obsigen.audit.interfaces import AuditSink
 from obsigen.audit.recorder import AuditRecorder
+from obsigen.audit.sink_factory import make_audit_sinks
 from obsigen.authz.tool_policy import TenantToolPolicy
 from obsigen.config import Settings, ensure_data_dir
 from obsigen.db.engine import make_engine, make_sessionmaker
@@ -25,19 +23,9 @@ from obsigen.safeguards.redaction import PlaceholderRedactor
 from obsigen.sandbox.factory import build_runner
 from obsigen.sandbox.interfaces import SandboxRunner
 from obsigen.sessions.interfaces import BearerAuthenticator
+from obsigen.sessions.wiring import AuthServices, build_auth_services
+from obsigen.tokens.access import TokenService
 from obsigen.tools.registry import ToolRegistry, default_registry
-
-
-def make_audit_sinks(settings: Settings) -> list[AuditSink]:
-    sinks: list[AuditSink] = []
-    for spec in settings.audit.sinks:
-        if spec == "database":
-            sinks.append(DatabaseAuditSink.from_settings(settings))
-        elif spec == "file":
-            sinks.append(FileAuditSink(settings.paths.data_dir / "audit"))
-        else:
-            raise ValueError(f"audit sink {spec!r} is not available yet (see docs/audit.md)")
-    return sinks
 
 
 @dataclass(slots=True)
@@ -52,8 +40,18 @@ class Services:
     redis: Redis | None
     # None where no sandbox backend runs here (run_python is then not offered).
     sandbox: SandboxRunner | None = None
-    # Session access tokens (JWT); None until the session layer is wired.
-    authenticator: BearerAuthenticator | None = None
+    # Keys, access tokens, sessions and second factors (built by build_services).
+    auth: AuthServices | None = None
+
+    @property
+    def authenticator(self) -> BearerAuthenticator | None:
+        return None if self.auth is None else self.auth.authenticator
+
+    @property
+    def tokens(self) -> TokenService:
+        if self.auth is None:
+            raise RuntimeError("authentication services are not configured")
+        return self.auth.tokens
 
     @property
     def turn(self) -> TurnServices:
@@ -68,6 +66,8 @@ class Services:
         )
 
     async def aclose(self) -> None:
+        if self.auth is not None:
+            await self.auth.aclose()
         if self.sandbox is not None:
             await self.sandbox.aclose()
         await self.provider.aclose()
@@ -102,4 +102,5 @@ def build_services(settings: Settings, provider: InferenceProvider | None = None
         ),
         redis=redis,
         sandbox=sandbox,
+        auth=build_auth_services(settings, sessions, redis),
     )

@@ -311,8 +311,8 @@ async def _with_database(
     work: Callable[[async_sessionmaker[AsyncSession], AuditRecorder], Awaitable[T]],
 ) -> T:
     # Imported here: services pulls in every component, which `verify --file` never needs.
+    from obsigen.audit.sink_factory import make_audit_sinks
     from obsigen.db.engine import make_engine, make_sessionmaker
-    from obsigen.services import make_audit_sinks
 
     ensure_data_dir(settings)
     engine = make_engine(settings.database_url)

@@ -1,19 +1,31 @@
-"""The embedded default sink: one append-only JSONL file per tenant under data_dir/audit."""
+"""The embedded default sink: one append-only JSONL file per tenant under data_dir/audit.
+
+A file that would grow past ``max_bytes`` is rotated first: renamed to
+``<tenant>-<UTC time>.jsonl`` (never overwritten, never deleted here: the copies are for
+shipping and the operator's log rotation decides how long they stay) and a new one started.
+A line never spans two files.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from obsigen.audit.events import AuditEvent
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
 class FileAuditSink:
     name = "file"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes < 1024:
+            raise ValueError("max_bytes must be at least 1024")
+        self._max_bytes = max_bytes
         self._directory = directory
         self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = asyncio.Lock()
@@ -25,15 +37,34 @@ class FileAuditSink:
         # ASCII-escaped: U+2028/U+2029 in user text must not split a line for line-based readers.
         line = json.dumps(event.to_json(), separators=(",", ":")) + "\n"
         async with self._lock:
-            await asyncio.to_thread(self._append, self.path_for(event.tenant_id), line)
+            await asyncio.to_thread(self._append, event.tenant_id, line.encode())
 
-    @staticmethod
-    def _append(path: Path, line: str) -> None:
+    def rotated(self, tenant_id: str) -> list[Path]:
+        """Rotated files of a tenant, oldest first."""
+        return sorted(self._directory.glob(f"{tenant_id}-*.jsonl"))
+
+    def _append(self, tenant_id: str, data: bytes) -> None:
+        path = self.path_for(tenant_id)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size and size + len(data) > self._max_bytes:
+            self._rotate(tenant_id, path)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode())
+            os.write(fd, data)
         finally:
             os.close(fd)
+
+    def _rotate(self, tenant_id: str, path: Path) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self._directory / f"{tenant_id}-{stamp}.jsonl"
+        n = 1
+        while target.exists():  # two rotations within a microsecond: keep both
+            target = self._directory / f"{tenant_id}-{stamp}-{n}.jsonl"
+            n += 1
+        path.rename(target)
 
     async def aclose(self) -> None:
         return None

@@ -1,26 +1,94 @@
-"""Fans each event out to every configured sink."""
+"""Fans each event out to every configured sink.
+
+The database sink is the record and is awaited to the commit; the file sink appends locally.
+Remote sinks (syslog, OTLP, S3) sit behind a disk spool (audit/spool.py): their ``emit`` is a
+local append, so a slow or dead SIEM never holds up a turn, and delivery runs in the
+background. Every sink gets every event: one that fails does not keep the event from the
+others, and the failure is raised afterwards, so an event nobody could keep is never silent.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
+from obsigen.audit.canonical import canonical_text
 from obsigen.audit.events import AuditEvent
 from obsigen.audit.interfaces import AuditSink
+
+logger = logging.getLogger("obsigen.audit")
+
+
+@runtime_checkable
+class BackgroundSink(Protocol):
+    """A sink with background delivery (the spooled ones)."""
+
+    def start(self) -> None: ...
+
+    async def flush(self, timeout_s: float) -> bool: ...
 
 
 class AuditRecorder:
     def __init__(self, sinks: Sequence[AuditSink]) -> None:
         self._sinks = tuple(sinks)
+        self._started = False
 
     @property
     def sinks(self) -> tuple[AuditSink, ...]:
         return self._sinks
 
+    @property
+    def background_sinks(self) -> tuple[BackgroundSink, ...]:
+        return tuple(sink for sink in self._sinks if isinstance(sink, BackgroundSink))
+
+    def start(self) -> None:
+        """Start background delivery, so events a previous process spooled go out now.
+
+        Call it once the event loop runs (app start-up). Without it delivery starts with
+        the first event recorded.
+        """
+        if self._started:
+            return
+        self._started = True
+        for sink in self.background_sinks:
+            sink.start()
+
     async def record(self, event: AuditEvent) -> None:
-        # A sink that fails raises: the audit issue adds a disk spool so nothing is dropped.
-        for sink in self._sinks:
-            await sink.emit(event)
+        # An event without a JSON form (NaN, say) is refused before any sink sees it, so no
+        # copy holds what the record cannot.
+        canonical_text(event.to_json())
+        self.start()
+        if len(self._sinks) == 1:
+            await self._sinks[0].emit(event)
+            return
+        results = await asyncio.gather(
+            *(sink.emit(event) for sink in self._sinks), return_exceptions=True
+        )
+        errors = [
+            (sink, result)
+            for sink, result in zip(self._sinks, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
+        if not errors:
+            return
+        for sink, error in errors[1:]:
+            logger.error("audit sink %s failed event %s: %s", sink.name, event.event_id, error)
+        raise errors[0][1]
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until the background sinks delivered everything; False if time ran out."""
+        results = await asyncio.gather(*(sink.flush(timeout_s) for sink in self.background_sinks))
+        return all(results)
 
     async def aclose(self) -> None:
-        for sink in self._sinks:
-            await sink.aclose()
+        # Concurrently: each spooled sink takes up to its close timeout to deliver what it can.
+        results = await asyncio.gather(
+            *(sink.aclose() for sink in self._sinks), return_exceptions=True
+        )
+        errors = [result for result in results if isinstance(result, BaseException)]
+        for error in errors[1:]:
+            logger.error("closing an audit sink failed: %s", error)
+        if errors:
+            raise errors[0]

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 
 class Permission(StrEnum):
+    # Self-service on one's own account: second factors, own sessions. Every role holds it.
+    ACCOUNT_MANAGE = "self:account:manage"
     CHAT_COMPLETIONS_CREATE = "tenant:chat:create"
     MODELS_READ = "tenant:models:read"
     CONVERSATIONS_READ = "tenant:conversations:read"
@@ -48,7 +50,14 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-_VIEWER = frozenset({Permission.MODELS_READ, Permission.CONVERSATIONS_READ, Permission.FILES_READ})
+_VIEWER = frozenset(
+    {
+        Permission.ACCOUNT_MANAGE,
+        Permission.MODELS_READ,
+        Permission.CONVERSATIONS_READ,
+        Permission.FILES_READ,
+    }
+)
 _MEMBER = _VIEWER | {
     Permission.CHAT_COMPLETIONS_CREATE,
     Permission.CONVERSATIONS_WRITE,

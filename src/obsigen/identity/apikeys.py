@@ -1,7 +1,11 @@
-"""Service API keys: random, shown once, stored as a SHA-256 digest, with expiry.
+"""Service API keys: random, shown once, stored as a SHA-256 digest, with a role and an expiry.
 
 Format ``obs_<lookup>_<secret>``. The lookup part finds the row without scanning; the
 secret has 256 bits of entropy, so a fast digest is enough (no password stretching needed).
+
+Every key expires: no lifetime given means the longest allowed (``auth.apikey_max_days``), and a
+longer one is refused. A key's role must not carry administrative permissions: those need a
+second factor, which a bearer secret can never prove (docs/rbac.md).
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from obsigen.authz.permissions import Role
 from obsigen.authz.principal import Principal
+from obsigen.authz.roles import ensure_key_assignable, resolve_role
+from obsigen.config import AuthSettings
 from obsigen.db.base import utcnow
 from obsigen.db.models import ApiKey, RoleBinding, Tenant
-from obsigen.errors import InvalidInput
+from obsigen.errors import InvalidInput, NotFound
 from obsigen.identity.principals import load_principal
 
 PREFIX = "obs_"
 _KEY = re.compile(r"^obs_([A-Za-z0-9]{16})_([A-Za-z0-9_-]{43})$")
 _DURATION = re.compile(r"^(\d{1,5})([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# The configured default, for callers without settings at hand (tests, scripts).
+DEFAULT_MAX_AGE = timedelta(days=AuthSettings().apikey_max_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,31 +57,59 @@ def looks_like_api_key(token: str) -> bool:
     return token.startswith(PREFIX)
 
 
+def key_lifetime(expires_in: timedelta | None, max_age: timedelta) -> timedelta:
+    if expires_in is None:
+        return max_age
+    if expires_in <= timedelta(0):
+        raise InvalidInput("an API key's lifetime must be positive")
+    if expires_in > max_age:
+        raise InvalidInput(
+            f"an API key lives at most {_describe(max_age)} (auth.apikey_max_days);"
+            " create a new key before this one expires"
+        )
+    return expires_in
+
+
+def _describe(age: timedelta) -> str:
+    if age.seconds == 0 and age.microseconds == 0:
+        return f"{age.days} days"
+    return str(age)
+
+
 async def create_api_key(
     session: AsyncSession,
     tenant: Tenant,
     name: str,
-    role: Role,
+    role: str,
     expires_in: timedelta | None,
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> CreatedApiKey:
+    """A key holding ``role`` (built-in or the tenant's custom role) for ``expires_in``."""
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise InvalidInput("key name: 1-100 characters")
+    lifetime = key_lifetime(expires_in, max_age)
+    role_name = str(role)  # a Role member prints as its value
+    try:
+        info = await resolve_role(session, tenant.id, role_name)
+    except NotFound:
+        raise InvalidInput(f"unknown role {role_name!r}") from None
+    ensure_key_assignable(info)
     lookup = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(16))
     secret = secrets.token_urlsafe(32)
-    expires_at = utcnow() + expires_in if expires_in is not None else None
     api_key = ApiKey(
         tenant_id=tenant.id,
         name=name,
         lookup=lookup,
         secret_hash=_digest(secret),
-        expires_at=expires_at,
+        expires_at=utcnow() + lifetime,
     )
     session.add(api_key)
     await session.flush()
     session.add(
         RoleBinding(
-            tenant_id=tenant.id, principal_kind="apikey", principal_id=api_key.id, role=role
+            tenant_id=tenant.id, principal_kind="apikey", principal_id=api_key.id, role=info.name
         )
     )
     await session.flush()
@@ -82,9 +117,17 @@ async def create_api_key(
 
 
 async def authenticate_api_key(
-    session: AsyncSession, token: str, now: datetime | None = None
+    session: AsyncSession,
+    token: str,
+    now: datetime | None = None,
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> Principal | None:
-    """The principal for a valid, unexpired, unrevoked key; None otherwise (never says why)."""
+    """The principal for a valid, unexpired, unrevoked key; None otherwise (never says why).
+
+    A key made before lifetimes were mandatory (no ``expires_at``) ends ``max_age`` after its
+    creation, so no key lives unbounded.
+    """
     match = _KEY.fullmatch(token)
     if match is None:
         return None
@@ -93,6 +136,7 @@ async def authenticate_api_key(
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _digest(secret)):
         return None
     now = now or utcnow()
-    if api_key.revoked_at is not None or (api_key.expires_at and api_key.expires_at <= now):
+    expires_at = api_key.expires_at or api_key.created_at + max_age
+    if api_key.revoked_at is not None or expires_at <= now:
         return None
     return await load_principal(session, api_key.tenant_id, "apikey", api_key.id)

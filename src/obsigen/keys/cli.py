@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -82,9 +83,12 @@ def list_keys(
 def rotate_key(
     kind: Annotated[Literal["signing", "kek"], typer.Option("--kind", help="signing or kek.")],
     overlap: Annotated[
-        str,
-        typer.Option(help="How long old signing keys still verify: the longest token lifetime."),
-    ] = "1d",
+        str | None,
+        typer.Option(
+            help="How long old signing keys still verify (default: the access-token lifetime "
+            "plus the clock skew, the longest a token signed now stays valid)."
+        ),
+    ] = None,
     tenant: Annotated[str | None, typer.Option(help="Per-tenant KEK (not yet).")] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -96,11 +100,25 @@ def rotate_key(
         raise typer.Exit(2)
     settings = _settings(config)
 
+    longest_token = timedelta(seconds=settings.auth.access_ttl_s + settings.auth.clock_skew_s)
+    try:
+        keep = parse_duration(overlap) if overlap is not None else longest_token
+    except ObsigenError as exc:
+        typer.echo(f"error: --overlap: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    if kind == "signing" and keep < longest_token:
+        typer.echo(
+            f"error: --overlap {overlap} is shorter than an access token lives ({longest_token}):"
+            " tokens already issued would stop verifying early",
+            err=True,
+        )
+        raise typer.Exit(2)
+
     async def run() -> None:
         uri = settings.keys.signing if kind == "signing" else settings.keys.kek
         provider = make_key_provider(uri, settings.paths.data_dir)
         try:
-            done = await rotate(provider, kind, overlap=parse_duration(overlap))
+            done = await rotate(provider, kind, overlap=keep, alg=settings.auth.signing_alg)
         finally:
             await provider.aclose()
         typer.echo(f"created {kind} key {done.created.kid} ({done.created.alg})")

@@ -12,6 +12,7 @@ one the answer is 403 ``mfa-required`` (step up), not a plain denial. Every deni
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -48,8 +49,9 @@ async def authenticate(request: Request) -> Principal:
     services = services_of(request)
     principal = None
     if looks_like_api_key(token):
+        max_age = timedelta(days=services.settings.auth.apikey_max_days)
         async with services.sessions() as session:
-            principal = await authenticate_api_key(session, token)
+            principal = await authenticate_api_key(session, token, max_age=max_age)
     elif services.authenticator is not None:
         principal = await services.authenticator.authenticate(token)
     if principal is None:

@@ -42,6 +42,8 @@ def test_rotation_keeps_the_old_signing_key_verifying_and_lists_states(tmp_path:
 def test_bad_input_fails_cleanly_and_creates_nothing(tmp_path: Path) -> None:
     for args in (
         ("rotate", "--kind", "signing", "--overlap", "soon"),
+        # Shorter than an access token lives (15 min): issued tokens would die early.
+        ("rotate", "--kind", "signing", "--overlap", "5m"),
         ("rotate", "--kind", "kek", "--tenant", "acme"),
         ("rotate", "--kind", "banana"),
     ):

@@ -83,7 +83,7 @@ async def test_high_sensitivity_call_waits_then_runs_once_when_approved(
 ) -> None:
     tenant = await platform.tenant()
     member = await platform.api_key(tenant)
-    admin = await platform.api_key(tenant, Role.ADMIN)
+    admin = await platform.user_token(tenant, Role.ADMIN)
 
     body = await ask_for_mail(platform, member)
 
@@ -128,7 +128,7 @@ async def test_high_sensitivity_call_waits_then_runs_once_when_approved(
 async def test_denied_call_never_runs(platform: Platform, send_email: RecordingTool) -> None:
     tenant = await platform.tenant()
     member = await platform.api_key(tenant)
-    admin = await platform.api_key(tenant, Role.ADMIN)
+    admin = await platform.user_token(tenant, Role.ADMIN)
     body = await ask_for_mail(platform, member)
     (approval,) = await pending(platform, admin)
 
@@ -145,7 +145,7 @@ async def test_denied_call_never_runs(platform: Platform, send_email: RecordingT
 async def test_nobody_approves_their_own_call(
     platform: Platform, send_email: RecordingTool
 ) -> None:
-    admin = await platform.api_key(await platform.tenant(), Role.ADMIN)
+    admin = await platform.user_token(await platform.tenant(), Role.ADMIN)
     await ask_for_mail(platform, admin)
     (approval,) = await pending(platform, admin)
 
@@ -162,7 +162,7 @@ async def test_expired_approval_cannot_be_approved(
 ) -> None:
     tenant = await platform.tenant()
     member = await platform.api_key(tenant)
-    admin = await platform.api_key(tenant, Role.ADMIN)
+    admin = await platform.user_token(tenant, Role.ADMIN)
     await ask_for_mail(platform, member)
     (approval,) = await pending(platform, admin)
     async with platform.services.sessions.begin() as session:
@@ -207,8 +207,8 @@ async def test_other_tenants_admin_sees_nothing(
 ) -> None:
     tenant = await platform.tenant()
     member = await platform.api_key(tenant)
-    admin = await platform.api_key(tenant, Role.ADMIN)
-    foreign_admin = await platform.api_key(await platform.tenant(), Role.ADMIN)
+    admin = await platform.user_token(tenant, Role.ADMIN)
+    foreign_admin = await platform.user_token(await platform.tenant(), Role.ADMIN)
     await ask_for_mail(platform, member)
     (approval,) = await pending(platform, admin)
 
@@ -225,7 +225,7 @@ async def test_policy_versions_decide_and_are_audited(
 ) -> None:
     tenant = await platform.tenant()
     member = await platform.api_key(tenant)
-    admin = await platform.api_key(tenant, Role.ADMIN)
+    admin = await platform.user_token(tenant, Role.ADMIN)
     document = {"rules": [{"tools": ["send_email"], "decision": "deny", "reason": "no mail"}]}
 
     put = await platform.client.put(

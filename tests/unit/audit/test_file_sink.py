@@ -162,3 +162,26 @@ def test_digest(text: str) -> None:
     assert len(value) == len("sha256:") + 64
     assert value == digest(text)
     assert value != digest(text + " ")
+
+
+async def test_a_full_file_is_rotated_without_splitting_or_losing_lines(tmp_path: Path) -> None:
+    sink = FileAuditSink(tmp_path, max_bytes=4096)
+    sent = [event(n=n, text="x" * 200) for n in range(60)]
+    for item in sent:
+        await sink.emit(item)
+
+    rotated = sink.rotated("t1")
+    assert len(rotated) >= 3
+    files = [*rotated, sink.path_for("t1")]
+    assert all(path.stat().st_size <= 4096 for path in files)
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)
+    received = [line["event_id"] for path in files for line in read_lines(path)]
+    assert received == [item.event_id for item in sent]
+    # Another tenant's file is untouched by this tenant's rotation.
+    await sink.emit(event("t2"))
+    assert sink.rotated("t2") == []
+
+
+def test_a_tiny_rotation_size_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        FileAuditSink(tmp_path, max_bytes=10)
