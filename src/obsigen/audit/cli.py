@@ -22,7 +22,12 @@ from obsigen.audit.chain import VerifyReport
 from obsigen.audit.events import AuditEvent, Outcome
 from obsigen.audit.export import ExportError, ExportResult, export_tenant, verify_export
 from obsigen.audit.recorder import AuditRecorder
-from obsigen.audit.signing import SigningError, make_signer, trusted_keys
+from obsigen.audit.signing import (
+    SigningError,
+    make_signer,
+    provider_public_keys,
+    trusted_keys,
+)
 from obsigen.config import Settings, ensure_data_dir, load_settings
 
 app = typer.Typer(
@@ -135,7 +140,8 @@ async def _verify_database(
         else:
             tenant_ids = await chain_tenants(sessions)
         names = await _tenant_names(sessions, tenant_ids)
-        keys = await trusted_keys(settings.paths.data_dir, make_signer(settings))
+        keys = await trusted_keys(settings.paths.data_dir, await make_signer(settings))
+        keys.update(await provider_public_keys(settings))
         results = []
         for tenant_id in tenant_ids:
             report = await verify_tenant(sessions, tenant_id, keys)
@@ -208,7 +214,7 @@ async def _export(
         path = output or Path(f"audit-{name or tenant_id}-{stamp}.{suffix}")
         result = await export_tenant(
             sessions,
-            make_signer(settings),
+            await make_signer(settings),
             tenant_id=tenant_id,
             tenant_name=name or "",
             since=since,

@@ -10,8 +10,9 @@ transaction (group commit), which keeps the cost per event low under load.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -51,7 +52,7 @@ class DatabaseAuditSink:
     def __init__(
         self,
         engine: AsyncEngine,
-        signer: Callable[[], Signer],
+        signer: Callable[[], Signer | Awaitable[Signer]],
         policy: CheckpointPolicy | None = None,
         *,
         owns_engine: bool = False,
@@ -82,11 +83,17 @@ class DatabaseAuditSink:
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         return self._sessions
 
-    def signer(self) -> Signer:
-        # Created on first use: a process that never checkpoints never touches the key.
-        if self._signer is None:
-            self._signer = self._signer_factory()
-        return self._signer
+    async def signer(self) -> Signer:
+        # Created on first use: a process that never checkpoints never touches the key. A
+        # factory that is a coroutine (an HSM or KMS key) is asked every time, so a rotation
+        # is followed without a restart; a plain one (a file key) is asked once.
+        if self._signer is not None:
+            return self._signer
+        made = self._signer_factory()
+        if inspect.isawaitable(made):
+            return await made
+        self._signer = made
+        return made
 
     async def emit(self, event: AuditEvent) -> None:
         # Refuse an event without a canonical form (NaN, say) here, alone: inside a batch it
@@ -152,7 +159,7 @@ class DatabaseAuditSink:
                 to_sign.append((seq, prev_hash))
             await conn.execute(insert(_EVENTS), rows)
             if to_sign:
-                await _store_checkpoints(conn, self.signer(), tenant_id, to_sign, now)
+                await _store_checkpoints(conn, await self.signer(), tenant_id, to_sign, now)
             values: dict[str, Any] = {"seq": seq, "hash": prev_hash, "updated_at": now}
             if to_sign:
                 values.update(checkpoint_seq=to_sign[-1][0], checkpoint_at=now)
@@ -200,7 +207,7 @@ class DatabaseAuditSink:
                 return None
             now = self._clock()
             (checkpoint,) = await _store_checkpoints(
-                conn, self.signer(), tenant_id, [(head.seq, head.hash)], now
+                conn, await self.signer(), tenant_id, [(head.seq, head.hash)], now
             )
             await conn.execute(
                 update(_HEADS)

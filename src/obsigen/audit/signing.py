@@ -1,9 +1,10 @@
 """Who signs audit checkpoints and export manifests, and how anyone checks a signature.
 
-A ``Signer`` holds a private key it never hands out; the software signer keeps it in
-``data_dir/keys/audit-signing.pem`` (0600). The keys issue adds HSM (PKCS#11) and KMS signers
-behind the same protocol. Verification needs only the public JWK, so an auditor checks an
-export offline.
+A ``Signer`` holds a private key it never hands out. With ``keys.signing = "software"`` it is an
+Ed25519 key in ``data_dir/keys/audit-signing.pem`` (0600); with an HSM (``pkcs11:``) or a KMS
+(``awskms:``) it is the provider's newest active signing key (``ProviderSigner``), so the
+private key that signs checkpoints never leaves the HSM or KMS either. Verification needs only
+the public JWK, so an auditor checks an export offline.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol, runtime_checkable
 from obsigen.audit import ed25519
 from obsigen.audit.jwk import b64url, jwk_thumbprint
 from obsigen.config import Settings
+from obsigen.keys.interfaces import KeyProvider
 
 SIGNING_KEY_FILE = "audit-signing.pem"
 TRUSTED_KEYS_DIR = "audit-trusted"
@@ -148,11 +150,49 @@ def software_signer(data_dir: Path) -> SoftwareEd25519Signer:
     return SoftwareEd25519Signer.load_or_create(keys / SIGNING_KEY_FILE)
 
 
-def make_signer(settings: Settings) -> Signer:
+async def make_signer(settings: Settings) -> Signer:
+    """The signer for new checkpoints and export manifests, resolved now.
+
+    For a provider this is its newest active signing key at the time of the call: callers
+    resolve it per checkpoint, so a rotation (``obsigen keys rotate``) takes effect without a
+    restart and a demoted key is never asked to sign.
+    """
     if settings.keys.signing == "software":
         return software_signer(settings.paths.data_dir)
-    # HSM (pkcs11:) and KMS (awskms:) signers arrive with the keys issue, behind Signer.
-    raise SigningError(f"keys.signing = {settings.keys.signing!r} has no audit signer yet")
+    from obsigen.keys.errors import KeyProviderError
+    from obsigen.keys.signer import ProviderSigner
+
+    provider = _provider(settings)
+    try:
+        return await ProviderSigner.current(provider)
+    except KeyProviderError as exc:
+        raise SigningError(f"no audit signing key in {provider.name}: {exc}") from exc
+
+
+async def provider_public_keys(settings: Settings) -> dict[str, dict[str, str]]:
+    """Public JWKs of every signing key the provider holds, retired ones included: checkpoints
+    signed before a rotation stay verifiable."""
+    if settings.keys.signing == "software":
+        return {}
+    provider = _provider(settings)
+    return {
+        info.kid: await provider.public_jwk(info.kid)
+        for info in await provider.list_keys()
+        if info.use == "sig"
+    }
+
+
+_providers: dict[tuple[str, str], KeyProvider] = {}
+
+
+def _provider(settings: Settings) -> KeyProvider:
+    # One provider per configuration and process: an HSM session or a KMS client is made once.
+    from obsigen.keys.factory import make_key_provider
+
+    key = (settings.keys.signing, str(settings.paths.data_dir))
+    if key not in _providers:
+        _providers[key] = make_key_provider(settings.keys.signing, settings.paths.data_dir)
+    return _providers[key]
 
 
 async def trusted_keys(data_dir: Path, signer: Signer | None) -> dict[str, dict[str, str]]:
