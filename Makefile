@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: help run test lint typecheck pytest bench services test-deps clean
+.PHONY: help run test lint typecheck secrets-scan pytest bench services test-deps clean
 
 help:
 	@echo "make run    - install, migrate and serve on http://127.0.0.1:8000 (embedded defaults)"
@@ -47,16 +47,21 @@ lint: $(BIN)/obsigen
 typecheck: $(BIN)/obsigen
 	$(BIN)/mypy
 
+# detect-secrets over the tree against the audited baseline (.secrets.baseline).
+secrets-scan: $(BIN)/obsigen
+	scripts/scan-secrets.sh
+
 pytest: $(BIN)/obsigen
 	$(BIN)/pytest
 
-test: $(BIN)/obsigen services lint typecheck pytest
+test: $(BIN)/obsigen services lint typecheck secrets-scan pytest
 
 bench: $(BIN)/obsigen services
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.keys
 	$(BIN)/python -m bench.tokens
 	$(BIN)/python -m bench.auth_step
+	$(BIN)/python -m bench.audit_turn
 	$(BIN)/python -m bench.audit_chain --mariadb mysql+asyncmy://root@127.0.0.1:3306/
 
 clean:

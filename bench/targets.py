@@ -70,6 +70,10 @@ def obsigen_env(data_dir: Path, upstream_url: str) -> dict[str, str]:
             # still runs on every request, so its cost stays in the measurement.
             "OBSIGEN_RATELIMIT__DEFAULT": "1000000/minute",
             "OBSIGEN_RATELIMIT__ENDPOINTS": json.dumps({"/v1/chat/completions": "1000000/minute"}),
+            "OBSIGEN_RATELIMIT__PRINCIPAL": "1000000/minute",
+            "OBSIGEN_RATELIMIT__TENANT": "1000000/minute",
+            "OBSIGEN_RATELIMIT__TOKEN_BUDGET_TENANT": "unlimited",
+            "OBSIGEN_RATELIMIT__TOKEN_BUDGET_USER": "unlimited",
         }
     )
 

@@ -6,6 +6,7 @@ skips and names the service.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -239,6 +240,18 @@ def platform_settings(data_dir: Path, database_url: str, upstream_url: str) -> S
     )
 
 
+@contextlib.asynccontextmanager
+async def running_platform(settings: Settings, upstream: FakeUpstream) -> AsyncIterator[Platform]:
+    """The app on ``settings``, started, with a client; for fixtures that change settings."""
+    services = build_services(settings)
+    app = create_app(settings, services)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Platform(settings, services, client, upstream)
+    await services.aclose()
+
+
 @pytest.fixture
 async def platform(
     database_url: str,
@@ -247,13 +260,8 @@ async def platform(
     tmp_path: Path,
 ) -> AsyncIterator[Platform]:
     settings = platform_settings(tmp_path / "var", database_url, upstream_server[1])
-    services = build_services(settings)
-    app = create_app(settings, services)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Platform(settings, services, client, upstream)
-    await services.aclose()
+    async with running_platform(settings, upstream) as running:
+        yield running
 
 
 @pytest.fixture

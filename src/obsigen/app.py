@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,9 @@ from obsigen import __version__
 from obsigen.config import Settings
 from obsigen.db.migrate import current_revision, head_revision
 from obsigen.inference.catalog import ModelCatalog
+from obsigen.ratelimit.middleware import build_rate_limits, install_rate_limits
+from obsigen.retention.scheduler import RetentionScheduler
+from obsigen.secrets.rotation import enforce_rotation, rotation_report, warnings
 from obsigen.services import Services, build_services
 from obsigen.web.api import (
     approvals,
@@ -19,17 +23,39 @@ from obsigen.web.api import (
     chat_completions,
     code,
     conversations,
+    files,
     health,
     jwks,
     models,
     roles,
 )
-from obsigen.web.headers import SecurityHeaders
+from obsigen.web.edge import install_edge
 from obsigen.web.problems import install_problem_handlers
+
+log = logging.getLogger(__name__)
 
 
 class NotMigrated(RuntimeError):
     pass
+
+
+async def _check_rotation(svc: Services) -> None:
+    """Warn about credentials near their maximum age; refuse to serve with expired ones."""
+    report = await rotation_report(
+        svc.settings,
+        signing=svc.auth.keys if svc.auth is not None else None,
+        sessions=svc.sessions,
+    )
+    for item in warnings(report):
+        log.warning(
+            "rotation due: %s %s is %s of %s days old", item.kind, item.name, item.age_days,
+            item.max_days,
+        )  # fmt: skip
+    try:
+        enforce_rotation(report)
+    except Exception:
+        await svc.aclose()
+        raise
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
@@ -40,19 +66,25 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             await svc.aclose()
             raise NotMigrated("the database schema is not current: run `obsigen migrate`")
         app.state.services = svc
+        app.state.rate_limits = build_rate_limits(svc.settings.ratelimit, svc.redis)
         # Remote audit sinks deliver in the background; a backlog left spooled by the previous
         # process starts draining now rather than at the first new event.
         svc.audit.start()
         if svc.auth is not None:
             await svc.auth.start()
+        await _check_rotation(svc)
         if services is None and svc.sandbox is not None:
             # Only a server that owns its services warms the pool at start; injected ones
             # (tests) fill it on first use instead of making sandboxes nobody runs.
             svc.sandbox.warm()
         app.state.catalog = ModelCatalog(svc.provider, settings.inference.model)
+        # Purges expired conversations and files on a schedule, one replica at a time.
+        retention = RetentionScheduler.from_services(svc)
+        retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             if services is None:
                 await svc.aclose()
 
@@ -64,7 +96,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_problem_handlers(app)
-    app.add_middleware(SecurityHeaders)
+    install_rate_limits(app)
+    install_edge(app, settings)
     for module in (
         health,
         jwks,
@@ -76,6 +109,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         code,
         audit_events,
         roles,
+        files,
     ):
         app.include_router(module.router)
     return app

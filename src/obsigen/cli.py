@@ -18,6 +18,7 @@ from obsigen.db.engine import make_engine, make_sessionmaker
 from obsigen.db.migrate import upgrade_to_head
 from obsigen.errors import ObsigenError
 from obsigen.keys import cli as keys_cli
+from obsigen.retention import cli as retention_cli
 from obsigen.safeguards import cli as safeguards_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Obsigen platform CLI.")
@@ -30,6 +31,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(safeguards_cli.app, name="safeguards")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(retention_cli.app, name="retention")
 
 T = TypeVar("T")
 
@@ -84,25 +86,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
 ) -> None:
-    """Start the HTTP server."""
-    import uvicorn
-
-    from obsigen.app import create_app
+    """Start the HTTP(S) server."""
+    from obsigen.web.serve import serve as run_server
+    from obsigen.web.tls import TlsConfigError
 
     settings = _settings(config)
     if host is not None:
         settings.server.host = host
     if port is not None:
         settings.server.port = port
-    uvicorn.run(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level="info",
-        server_header=False,
-        proxy_headers=bool(settings.server.trusted_proxies),
-        forwarded_allow_ips=settings.server.trusted_proxies or None,
-    )
+    try:
+        run_server(settings)
+    except TlsConfigError as exc:
+        _fail(f"configuration error: {exc}")
 
 
 @app.command()
@@ -125,7 +121,7 @@ def migrate(config: ConfigOption = None) -> None:
 @app.command()
 def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Components, their backends, reachability and the region of every store and endpoint."""
-    from obsigen.doctor import diagnose
+    from obsigen.doctor import diagnose, format_rotation, rotation
 
     settings = _settings(config)
     reports = asyncio.run(diagnose(settings))
@@ -133,6 +129,9 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         typer.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
         _print_reports(reports)
+        # Credential ages against their maximum (docs/secrets.md).
+        for line in format_rotation(asyncio.run(rotation(settings))):
+            typer.echo(line)
     if any(r.reachable.startswith("no") for r in reports):
         raise typer.Exit(1)
 

@@ -6,10 +6,14 @@ Secrets never appear inline: fields that hold one take a reference (``env:NAME``
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from contextvars import ContextVar
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -19,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from obsigen.ratelimit.rates import parse_optional_rate
 from obsigen.residency import normalise_region
 
 CONFIG_ENV = "OBSIGEN_CONFIG"
@@ -33,11 +38,68 @@ class PathsSettings(_Section):
 
 
 class ServerSettings(_Section):
+    """Listener, TLS and the proxies in front of it (docs/edge.md).
+
+    ``tls_cert`` and ``tls_key`` name files (a path or a ``file:`` reference); set both to serve
+    HTTPS. ``tls_key_password`` is a secret reference (``env:``/``file:``) for an encrypted key.
+    Files are opened at start-up by :mod:`obsigen.web.tls`, not here, so commands that never
+    listen (migrate, doctor) work on hosts that cannot read the key.
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     tls_cert: str = ""
     tls_key: str = ""
+    tls_key_password: str = ""
+    # Peers (IPs or CIDRs) whose X-Forwarded-For/-Proto/-Host are believed; nobody else's are.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Browsers pin HTTPS this long; below a year the HSTS preload lists and most audits refuse it.
+    hsts_max_age_s: int = Field(default=31_536_000, ge=31_536_000, le=2 * 31_536_000)
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _file_reference(cls, value: str) -> str:
+        scheme = _URI_SCHEME.match(value)
+        if scheme and scheme.group(1).lower() != "file":
+            raise ValueError(
+                f"must be a file path or a file: reference, not a {scheme.group(1)}: reference"
+            )
+        if scheme and not value[len(scheme.group(0)) :]:
+            raise ValueError("file: reference names no file")
+        return value
+
+    @field_validator("tls_key_password")
+    @classmethod
+    def _password_reference(cls, value: str) -> str:
+        # Checked here so a pasted password is refused before it is used (or logged) anywhere.
+        if value and not value.startswith(("env:", "file:")):
+            raise ValueError("must be a secret reference (env:NAME or file:/path), not a value")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                # strict: "10.0.0.7/8" is a typo for a host or for a network, so it is refused.
+                ipaddress.ip_network(entry.strip(), strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or CIDR: {exc}"
+                ) from None
+        return [entry.strip() for entry in value]
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("server.tls_cert and server.tls_key must be set together")
+        if self.tls_key_password and not self.tls_key:
+            raise ValueError("server.tls_key_password is set but server.tls_key is not")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
 
 
 class StorageSettings(_Section):
@@ -134,13 +196,131 @@ class InferenceSettings(_Section):
 
 
 class CorsSettings(_Section):
+    """Cross-origin access for browsers (docs/edge.md). Empty ``allow_origins``: same-origin
+    only, no CORS header is ever sent. Origins are exact ``scheme://host[:port]`` strings."""
+
     allow_origins: list[str] = Field(default_factory=list)
+    allow_credentials: bool = False
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    )
+    allow_headers: list[str] = Field(default_factory=lambda: ["authorization", "content-type"])
+    expose_headers: list[str] = Field(default_factory=list)
+    max_age_s: int = Field(default=600, ge=0, le=86_400)
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [entry if entry == "*" else _normalise_origin(entry) for entry in value]
+
+    @field_validator("allow_methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        methods = [method.strip().upper() for method in value]
+        for method in methods:
+            if method not in _CORS_METHODS:
+                raise ValueError(
+                    f"cors.allow_methods: {method!r} is not one of {sorted(_CORS_METHODS)}"
+                )
+        return methods
+
+    @field_validator("allow_headers", "expose_headers")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        names = [name.strip().lower() for name in value]
+        for name in names:
+            # "*" is a valid token but refused: the allow-list is meant to be read, and with
+            # credentials browsers take "*" literally anyway.
+            if name == "*" or not _HEADER_TOKEN.fullmatch(name):
+                raise ValueError(f"cors: {name!r} is not a header name (no wildcards)")
+        return names
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsSettings:
+        if "*" in self.allow_origins and self.allow_credentials:
+            raise ValueError(
+                "cors.allow_origins = ['*'] with cors.allow_credentials = true is refused: "
+                "any site could make credentialed requests; list the origins instead"
+            )
+        if "*" in self.allow_origins and len(self.allow_origins) > 1:
+            raise ValueError("cors.allow_origins: '*' must stand alone")
+        return self
+
+    @property
+    def allow_any_origin(self) -> bool:
+        return self.allow_origins == ["*"]
+
+
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_CORS_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _normalise_origin(origin: str) -> str:
+    """``scheme://host[:port]`` as a browser serialises it in the Origin header, or ValueError."""
+    problem = f"cors.allow_origins: {origin!r} is not an origin (scheme://host[:port], no path)"
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(problem) from None
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(problem)
+    extra = parts.path or parts.query or parts.fragment or origin.strip().endswith(("?", "#"))
+    if extra or "@" in parts.netloc:
+        raise ValueError(problem)
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    if "%" in host:
+        raise ValueError(problem)  # a zone index names an interface of this host, not a site
+    if ":" in host:
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise ValueError(problem) from None
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError(problem)
+    # Browsers leave the default port out of Origin, so a configured ":443" would never match.
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 class RateLimitSettings(_Section):
+    """Request limits and inference token budgets (docs/ratelimit.md).
+
+    A rate is ``"N/second|minute|hour|day"`` (``"N/M minutes"`` too) or ``"unlimited"``.
+    ``default`` limits each principal (or client address, before authentication) per
+    endpoint; ``endpoints`` overrides it per route template (``"/v1/chat/completions"``) or
+    per method and template (``"POST /auth/login"``). ``principal`` and ``tenant`` limit all
+    of a principal's or a tenant's requests together. Token budgets are per UTC-aligned
+    period. With Redis unreachable, requests fail with 503 (``"closed"``) or pass unlimited
+    (``"open"``); ``reads_on_store_down`` decides for GET/HEAD/OPTIONS (unset: the same).
+    """
+
     default: str = "120/minute"
     endpoints: dict[str, str] = Field(default_factory=dict)
+    principal: str = "600/minute"
+    tenant: str = "6000/minute"
+    token_budget_tenant: str = "10000000/day"  # noqa: S105 (a rate, not a secret)
+    token_budget_user: str = "1000000/day"  # noqa: S105 (a rate, not a secret)
     on_store_down: Literal["closed", "open"] = "closed"
+    reads_on_store_down: Literal["closed", "open"] | None = None
+
+    @field_validator("default", "principal", "tenant", "token_budget_tenant", "token_budget_user")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_optional_rate(value)
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_rates(cls, value: dict[str, str]) -> dict[str, str]:
+        for rate in value.values():
+            parse_optional_rate(rate)
+        return value
 
 
 class ResidencySettings(_Section):
@@ -172,9 +352,40 @@ class SandboxSettings(_Section):
     output_kb: int = Field(default=64, ge=1, le=65536)
 
 
+# The file types an upload may have (docs/files.md); detection is by content, not by name.
+FILE_TYPES = ("pdf", "docx", "xlsx", "pptx", "txt", "md", "csv", "json", "png", "jpeg")
+
+
 class FilesSettings(_Section):
+    """Uploads (docs/files.md). ``allowed_types`` narrows ``FILE_TYPES``; the zip limits apply
+    to every zip container (OOXML documents) before it is accepted."""
+
     max_upload_mb: int = Field(default=50, ge=1)
-    allowed_types: list[str] = Field(default_factory=list)
+    # Tenant id -> its own limit in MB, in place of max_upload_mb.
+    tenant_max_upload_mb: dict[str, int] = Field(default_factory=dict)
+    allowed_types: list[str] = Field(default_factory=lambda: list(FILE_TYPES))
+    zip_max_entries: int = Field(default=5000, ge=1)
+    zip_max_uncompressed_mb: int = Field(default=512, ge=1)
+    # Uncompressed / compressed, per entry; checked on entries of 100 KiB or more.
+    zip_max_ratio: int = Field(default=100, ge=2)
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(FILE_TYPES))
+        if unknown:
+            raise ValueError(f"unknown file types {unknown}; known: {', '.join(FILE_TYPES)}")
+        return value
+
+    @field_validator("tenant_max_upload_mb")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(mb < 1 for mb in value.values()):
+            raise ValueError("tenant_max_upload_mb values must be at least 1")
+        return value
+
+    def max_upload_bytes(self, tenant_id: str) -> int:
+        return self.tenant_max_upload_mb.get(tenant_id, self.max_upload_mb) * 1024 * 1024
 
 
 class SafeguardsSettings(_Section):
@@ -193,11 +404,58 @@ class SafeguardsSettings(_Section):
 
 
 class RetentionSettings(_Section):
+    """How long data is kept (docs/retention.md); ``obsigen.retention`` enforces it."""
+
     files_days: int = Field(default=365, ge=1)
     artifacts_days: int = Field(default=90, ge=1)
     conversations_days: int = Field(default=365, ge=1)
     # EU AI Act Art. 19: logs kept at least six months.
     audit_days: int = Field(default=400, ge=183)
+    # Keyed by tenant name or id: {"acme" = {files_days = 30}}. Only the keys above; a value
+    # below a field's minimum is refused like the field itself (audit_days >= 183).
+    tenant_overrides: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # The server's own purge runs this often (fractions allowed); 0 leaves it to the CLI.
+    interval_hours: float = Field(default=24, ge=0)
+    # An upload still pending after this long was cut short by a crash.
+    pending_upload_hours: int = Field(default=24, ge=1)
+    # Rows per delete transaction: bounds lock time and memory on large backlogs.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("tenant_overrides")
+    @classmethod
+    def _overrides(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        minimum = {"files_days": 1, "artifacts_days": 1, "conversations_days": 1, "audit_days": 183}
+        for tenant, fields in value.items():
+            for key, days in fields.items():
+                if key not in minimum:
+                    raise ValueError(
+                        f"tenant_overrides[{tenant!r}]: unknown key {key!r}; "
+                        f"use {', '.join(sorted(minimum))}"
+                    )
+                if days < minimum[key]:
+                    raise ValueError(
+                        f"tenant_overrides[{tenant!r}].{key} must be at least {minimum[key]}"
+                    )
+        return value
+
+
+class RotationMaxAges(_Section):
+    """Longest a credential may live, in days (docs/secrets.md). API keys: auth.apikey_max_days."""
+
+    signing_key: int = Field(default=180, ge=1, le=3650)
+    kek: int = Field(default=365, ge=1, le=3650)
+    scim_token: int = Field(default=365, ge=1, le=3650)
+    db_credential: int = Field(default=90, ge=1, le=3650)
+
+
+class SecretsSettings(_Section):
+    """Rotation ages (docs/secrets.md): past ``warn_fraction`` of its maximum a credential is
+    reported; past the maximum a signing key, KEK or DB credential stops the server starting.
+    The database cannot tell when its password changed: ``db_credential_rotated_at`` says."""
+
+    max_age_days: RotationMaxAges = Field(default_factory=RotationMaxAges)
+    warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+    db_credential_rotated_at: date | None = None
 
 
 class Settings(BaseSettings):
@@ -206,6 +464,8 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         case_sensitive=False,
+        # A refused value may be the secret someone pasted: errors name the field, not the input.
+        hide_input_in_errors=True,
     )
 
     paths: PathsSettings = Field(default_factory=PathsSettings)
@@ -222,6 +482,15 @@ class Settings(BaseSettings):
     files: FilesSettings = Field(default_factory=FilesSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+
+    @model_validator(mode="after")
+    def _references_only(self) -> Settings:
+        # Every section is known here, so one place sees every field that may hold a secret.
+        from obsigen.secretref import refuse_inline_secrets
+
+        refuse_inline_secrets(self)
+        return self
 
     @classmethod
     def settings_customise_sources(

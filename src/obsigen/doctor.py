@@ -1,4 +1,5 @@
-"""``obsigen doctor``: every component, its backend, whether it answers, and its region."""
+"""``obsigen doctor``: every component, its backend, whether it answers, and its region;
+then the rotation age of every credential (ok / warn / expired, docs/secrets.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from obsigen.db.engine import make_engine
 from obsigen.inference.factory import make_provider
 from obsigen.residency import LOCAL, is_eea
 from obsigen.sandbox.detect import detect
+from obsigen.secrets.rotation import RotationItem, rotation_report
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,3 +177,22 @@ async def diagnose(settings: Settings) -> list[ComponentReport]:
         *_audit(settings),
         _sandbox(settings),
     ]
+
+
+async def rotation(settings: Settings) -> list[RotationItem]:
+    """The rotation section: every credential's age against its maximum."""
+    return await rotation_report(settings)
+
+
+def format_rotation(items: list[RotationItem]) -> list[str]:
+    """Lines for the terminal: kind, name, state, age/max and what to do."""
+    lines = ["rotation"]
+    width = max(len(item.kind) for item in items)
+    for item in items:
+        age = "-" if item.age_days is None else f"{item.age_days:g}"
+        limit = "-" if item.max_days is None else f"{item.max_days:g}"
+        note = f"  ({item.note})" if item.note else ""
+        lines.append(
+            f"  {item.kind:<{width}}  {item.state.value:<14} {age}/{limit} days  {item.name}{note}"
+        )
+    return lines

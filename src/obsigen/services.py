@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from obsigen.assistant.hooks import TurnHooks
@@ -14,6 +14,8 @@ from obsigen.audit.sink_factory import make_audit_sinks
 from obsigen.authz.tool_policy import TenantToolPolicy
 from obsigen.config import Settings, ensure_data_dir
 from obsigen.db.engine import make_engine, make_sessionmaker
+from obsigen.files.factory import make_object_store
+from obsigen.files.stores import ObjectStore
 from obsigen.inference.factory import make_provider
 from obsigen.inference.interfaces import InferenceProvider
 from obsigen.safeguards.canary import SystemPromptCanary
@@ -42,6 +44,8 @@ class Services:
     sandbox: SandboxRunner | None = None
     # Keys, access tokens, sessions and second factors (built by build_services).
     auth: AuthServices | None = None
+    # Uploaded files and artifacts: a local folder or S3.
+    objects: ObjectStore | None = None
 
     @property
     def authenticator(self) -> BearerAuthenticator | None:
@@ -66,6 +70,8 @@ class Services:
         )
 
     async def aclose(self) -> None:
+        if self.objects is not None:
+            await self.objects.aclose()
         if self.auth is not None:
             await self.auth.aclose()
         if self.sandbox is not None:
@@ -77,10 +83,20 @@ class Services:
         await self.engine.dispose()
 
 
+def _redis(url: str) -> Redis:
+    # A pool that waits (bounded) for a free connection: the default one fails the 101st
+    # concurrent request with a connection error, which every caller would read as "Redis
+    # down" and answer 503.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=128, timeout=2, socket_connect_timeout=2, socket_timeout=2
+    )
+    return Redis.from_pool(pool)
+
+
 def build_services(settings: Settings, provider: InferenceProvider | None = None) -> Services:
     ensure_data_dir(settings)
     engine = make_engine(settings.database_url)
-    redis = Redis.from_url(settings.storage.redis_url) if settings.storage.redis_url else None
+    redis = _redis(settings.storage.redis_url) if settings.storage.redis_url else None
     guard = content_guard(settings.safeguards)
     sessions = make_sessionmaker(engine)
     sandbox = build_runner(settings.sandbox)
@@ -103,4 +119,5 @@ def build_services(settings: Settings, provider: InferenceProvider | None = None
         redis=redis,
         sandbox=sandbox,
         auth=build_auth_services(settings, sessions, redis),
+        objects=make_object_store(settings),
     )

@@ -26,6 +26,7 @@ from obsigen.audit.signing import (
     SigningError,
     make_signer,
     provider_public_keys,
+    signing_provider,
     trusted_keys,
 )
 from obsigen.config import Settings, ensure_data_dir, load_settings
@@ -140,8 +141,15 @@ async def _verify_database(
         else:
             tenant_ids = await chain_tenants(sessions)
         names = await _tenant_names(sessions, tenant_ids)
-        keys = await trusted_keys(settings.paths.data_dir, await make_signer(settings))
-        keys.update(await provider_public_keys(settings))
+        provider = signing_provider(settings)
+        try:
+            keys = await trusted_keys(
+                settings.paths.data_dir, await make_signer(settings, provider)
+            )
+            keys.update(await provider_public_keys(provider))
+        finally:
+            if provider is not None:
+                await provider.aclose()
         results = []
         for tenant_id in tenant_ids:
             report = await verify_tenant(sessions, tenant_id, keys)
@@ -212,16 +220,21 @@ async def _export(
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         suffix = "ocsf.jsonl" if fmt == "ocsf" else "jsonl"
         path = output or Path(f"audit-{name or tenant_id}-{stamp}.{suffix}")
-        result = await export_tenant(
-            sessions,
-            await make_signer(settings),
-            tenant_id=tenant_id,
-            tenant_name=name or "",
-            since=since,
-            until=until,
-            fmt="ocsf" if fmt == "ocsf" else "jsonl",
-            path=path,
-        )
+        provider = signing_provider(settings)
+        try:
+            result = await export_tenant(
+                sessions,
+                await make_signer(settings, provider),
+                tenant_id=tenant_id,
+                tenant_name=name or "",
+                since=since,
+                until=until,
+                fmt="ocsf" if fmt == "ocsf" else "jsonl",
+                path=path,
+            )
+        finally:
+            if provider is not None:
+                await provider.aclose()
         await _record(
             recorder,
             "audit.export",

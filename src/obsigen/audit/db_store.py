@@ -25,11 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from obsigen.audit.canonical import canonical_text
 from obsigen.audit.chain import GENESIS_HASH, ChainEntry, Checkpoint, make_entry, sign_checkpoint
 from obsigen.audit.events import AuditEvent
-from obsigen.audit.signing import Signer, make_signer
+from obsigen.audit.signing import Signer, make_signer, signing_provider, software_signer
 from obsigen.config import Settings
 from obsigen.db.base import utcnow
 from obsigen.db.engine import make_engine, make_sessionmaker
 from obsigen.db.models import AuditChainHead, AuditCheckpoint, AuditEventRecord
+from obsigen.keys.interfaces import KeyProvider
 
 # Bounds one transaction (and the time the head row stays locked) under a burst.
 MAX_BATCH = 500
@@ -57,7 +58,9 @@ class DatabaseAuditSink:
         *,
         owns_engine: bool = False,
         clock: Callable[[], datetime] = utcnow,
+        key_provider: KeyProvider | None = None,
     ) -> None:
+        self._key_provider = key_provider  # closed with the sink
         self._engine = engine
         self._sessions = make_sessionmaker(engine)
         self._signer_factory = signer
@@ -72,11 +75,18 @@ class DatabaseAuditSink:
     @classmethod
     def from_settings(cls, settings: Settings) -> DatabaseAuditSink:
         # Its own engine: audit writes neither wait for nor starve the request pool.
+        provider = signing_provider(settings)
+        factory: Callable[[], Signer | Awaitable[Signer]]
+        if provider is None:
+            factory = lambda: software_signer(settings.paths.data_dir)  # noqa: E731
+        else:
+            factory = lambda: make_signer(settings, provider)  # noqa: E731
         return cls(
             make_engine(settings.database_url),
-            lambda: make_signer(settings),
+            factory,
             CheckpointPolicy(settings.audit.checkpoint_every, settings.audit.checkpoint_seconds),
             owns_engine=True,
+            key_provider=provider,
         )
 
     @property
@@ -225,6 +235,8 @@ class DatabaseAuditSink:
                         await self._flush(tenant_id)
         if self._owns_engine:
             await self._engine.dispose()
+        if self._key_provider is not None:
+            await self._key_provider.aclose()
 
 
 def _consume_exception(future: asyncio.Future[None]) -> None:

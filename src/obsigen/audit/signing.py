@@ -150,49 +150,47 @@ def software_signer(data_dir: Path) -> SoftwareEd25519Signer:
     return SoftwareEd25519Signer.load_or_create(keys / SIGNING_KEY_FILE)
 
 
-async def make_signer(settings: Settings) -> Signer:
+async def make_signer(settings: Settings, provider: KeyProvider | None = None) -> Signer:
     """The signer for new checkpoints and export manifests, resolved now.
 
-    For a provider this is its newest active signing key at the time of the call: callers
-    resolve it per checkpoint, so a rotation (``obsigen keys rotate``) takes effect without a
-    restart and a demoted key is never asked to sign.
+    For a provider (``provider``: the one built from ``keys.signing``, see
+    ``signing_provider``) this is its newest active signing key at the time of the call:
+    callers resolve it per checkpoint, so a rotation (``obsigen keys rotate``) takes effect
+    without a restart and a demoted key is never asked to sign.
     """
     if settings.keys.signing == "software":
         return software_signer(settings.paths.data_dir)
+    if provider is None:
+        raise SigningError(f"keys.signing = {settings.keys.signing!r} needs its key provider")
     from obsigen.keys.errors import KeyProviderError
     from obsigen.keys.signer import ProviderSigner
 
-    provider = _provider(settings)
     try:
         return await ProviderSigner.current(provider)
     except KeyProviderError as exc:
         raise SigningError(f"no audit signing key in {provider.name}: {exc}") from exc
 
 
-async def provider_public_keys(settings: Settings) -> dict[str, dict[str, str]]:
+def signing_provider(settings: Settings) -> KeyProvider | None:
+    """The key provider behind ``keys.signing`` (None for the software Ed25519 key); the caller
+    owns it and closes it (an HSM session must not outlive its user)."""
+    if settings.keys.signing == "software":
+        return None
+    from obsigen.keys.factory import make_key_provider
+
+    return make_key_provider(settings.keys.signing, settings.paths.data_dir)
+
+
+async def provider_public_keys(provider: KeyProvider | None) -> dict[str, dict[str, str]]:
     """Public JWKs of every signing key the provider holds, retired ones included: checkpoints
     signed before a rotation stay verifiable."""
-    if settings.keys.signing == "software":
+    if provider is None:
         return {}
-    provider = _provider(settings)
     return {
         info.kid: await provider.public_jwk(info.kid)
         for info in await provider.list_keys()
         if info.use == "sig"
     }
-
-
-_providers: dict[tuple[str, str], KeyProvider] = {}
-
-
-def _provider(settings: Settings) -> KeyProvider:
-    # One provider per configuration and process: an HSM session or a KMS client is made once.
-    from obsigen.keys.factory import make_key_provider
-
-    key = (settings.keys.signing, str(settings.paths.data_dir))
-    if key not in _providers:
-        _providers[key] = make_key_provider(settings.keys.signing, settings.paths.data_dir)
-    return _providers[key]
 
 
 async def trusted_keys(data_dir: Path, signer: Signer | None) -> dict[str, dict[str, str]]:

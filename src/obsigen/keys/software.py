@@ -403,10 +403,27 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text.encode("ascii"))
 
 
+# Derived file keys by (digest of the secret, KDF parameters): several providers over one key
+# directory in a process (tokens, KEKs, the rotation check) pay the scrypt cost once, as the
+# note on _SCRYPT intends. The derived key lives in memory for as long as a provider does anyway.
+_DERIVED: dict[tuple[bytes, str, int, int, int], bytes] = {}
+_DERIVED_MAX = 32
+
+
 def _derive(secret: bytes, kdf: dict[str, Any]) -> bytes:
     if kdf.get("name") != "scrypt":
         raise KeyConfigError(f"unknown key-file KDF {kdf.get('name')!r}")
-    return hashlib.scrypt(
+    key = (
+        hashlib.sha256(secret).digest(),
+        str(kdf["salt"]),
+        int(kdf["n"]),
+        int(kdf["r"]),
+        int(kdf["p"]),
+    )
+    cached = _DERIVED.get(key)
+    if cached is not None:
+        return cached
+    derived = hashlib.scrypt(
         secret,
         salt=_unb64(kdf["salt"]),
         n=int(kdf["n"]),
@@ -415,6 +432,10 @@ def _derive(secret: bytes, kdf: dict[str, Any]) -> bytes:
         maxmem=128 * 1024 * 1024,
         dklen=32,
     )
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.pop(next(iter(_DERIVED)))
+    _DERIVED[key] = derived
+    return derived
 
 
 def _check_value(file_key: bytes) -> bytes:

@@ -22,6 +22,7 @@ from obsigen.authz.permissions import Permission, requires_mfa
 from obsigen.authz.principal import Principal
 from obsigen.errors import Forbidden, MfaRequired, Unauthenticated
 from obsigen.identity.apikeys import authenticate_api_key, looks_like_api_key
+from obsigen.ratelimit.middleware import enforce_rate_limits
 from obsigen.services import Services
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ async def authenticate(request: Request) -> Principal:
     if principal is None:
         raise Unauthenticated("invalid or expired credentials")
     request.state.principal = principal
+    # Limits are keyed by the caller, so they apply once it is known (and before any work).
+    await enforce_rate_limits(request, principal)
     return principal
 
 
@@ -103,8 +106,9 @@ def require(permission: Permission) -> Any:
 def public() -> Any:
     """Declares a route that needs no caller (health, JWKS, login)."""
 
-    async def no_caller() -> None:
-        return None
+    async def no_caller(request: Request) -> None:
+        # No caller to key limits by: the client address stands in.
+        await enforce_rate_limits(request, None)
 
     no_caller.obsigen_public = True  # type: ignore[attr-defined]
     return Depends(no_caller)

@@ -10,10 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from obsigen.ephemeral.interfaces import StoreUnavailable
 from obsigen.errors import MfaRequired, ObsigenError, TooManyAttempts
+from obsigen.ratelimit.errors import RateLimited
 
 PROBLEM_BASE = "https://obsigen.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+STORE_RETRY_AFTER_S = 5
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,13 @@ async def _obsigen_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {
             "WWW-Authenticate": 'Bearer error="insufficient_user_authentication", acr_values="mfa"'
         }
+    elif isinstance(exc, RateLimited):
+        headers = exc.headers()
     elif isinstance(exc, TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, StoreUnavailable):
+        # An outage of the shared store is usually brief; say when a retry is worth it.
+        headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
     return problem(exc.status, exc.type_slug, exc.title, exc.detail, headers=headers)
 
 

@@ -19,7 +19,12 @@ from tests.fakes.key_services import MotoServer, SoftHsmToken
 
 from obsigen.audit.db_store import DatabaseAuditSink
 from obsigen.audit.events import AuditEvent
-from obsigen.audit.signing import SigningError, make_signer, provider_public_keys
+from obsigen.audit.signing import (
+    SigningError,
+    make_signer,
+    provider_public_keys,
+    signing_provider,
+)
 from obsigen.audit.verify import verify_tenant
 from obsigen.config import Settings
 from obsigen.db.models import AuditCheckpoint
@@ -88,7 +93,7 @@ async def test_checkpoints_are_signed_in_the_provider_and_survive_rotation(
         # Followed without a restart: new checkpoints come from the new key.
         assert await checkpoint_kids(sink, tenant) == {first.kid, rotated.created.kid}
 
-        keys = await provider_public_keys(settings)
+        keys = await provider_public_keys(provider)
         assert {first.kid, rotated.created.kid} <= set(keys)
         assert all("d" not in jwk for jwk in keys.values())
         report = await verify_tenant(sink.sessions, tenant, keys)
@@ -110,7 +115,12 @@ async def test_a_provider_without_an_active_key_says_so(tmp_path: Path, signing_
         for info in await provider.list_keys():
             if info.use == "sig":
                 await provider.set_state(info.kid, KeyState.RETIRED)
-        with pytest.raises(SigningError, match="no audit signing key"):
-            await make_signer(settings)
+        own = signing_provider(settings)
+        assert own is not None
+        try:
+            with pytest.raises(SigningError, match="no audit signing key"):
+                await make_signer(settings, own)
+        finally:
+            await own.aclose()
     finally:
         await provider.aclose()

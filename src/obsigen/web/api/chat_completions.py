@@ -22,6 +22,13 @@ from obsigen.assistant.turn import (
 from obsigen.authz.permissions import Permission
 from obsigen.authz.principal import Principal
 from obsigen.errors import NotFound, ObsigenError
+from obsigen.ratelimit.budget import Reservation
+from obsigen.ratelimit.middleware import (
+    estimate_tokens,
+    release_tokens,
+    reserve_tokens,
+    settle_tokens,
+)
 from obsigen.web.api.openai_schemas import ChatCompletionIn, tool_calls_out
 from obsigen.web.auth import require, services_of
 
@@ -80,23 +87,62 @@ async def chat_completions(
     services = services_of(request)
     if not await request.app.state.catalog.has(body.model):
         raise NotFound(f"model {body.model!r} is not served here; see GET /v1/models")
-    events = run_turn(services.turn, turn_request(body, principal, request))
-    started, buffered = await prime(events)
+    turn = turn_request(body, principal, request)
+    estimate = estimate_tokens(
+        (m.content or "" for m in turn.messages),
+        turn.max_tokens or services.settings.inference.max_tokens,
+    )
+    # Held before the model is called, so concurrent requests cannot overspend a budget.
+    reservation = await reserve_tokens(request, principal, estimate)
+    try:
+        events = run_turn(services.turn, turn)
+        started, buffered = await prime(events)
+    except BaseException:
+        await release_tokens(request, reservation)
+        raise
     headers = {CONVERSATION_HEADER: started.conversation_id}
     completion_id = f"chatcmpl-{started.interaction_id}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = _sse(events, buffered, completion_id, created, body.model, include_usage)
+        stream = _settled(
+            request,
+            reservation,
+            _sse(events, buffered, completion_id, created, body.model, include_usage),
+        )
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
     finished = None
-    async for event in _replayed(buffered, events):
-        if isinstance(event, TurnFinished):
-            finished = event
+    try:
+        async for event in _replayed(buffered, events):
+            if isinstance(event, TurnFinished):
+                finished = event
+    except BaseException:
+        await release_tokens(request, reservation)
+        raise
     assert finished is not None
+    await settle_tokens(request, reservation, finished.usage.total_tokens)
     return JSONResponse(
         _completion_json(finished, completion_id, created, body.model), headers=headers
     )
+
+
+async def _settled(
+    request: Request, reservation: Reservation, stream: AsyncIterator[bytes | TurnFinished]
+) -> AsyncIterator[bytes]:
+    """Passes the SSE bytes through; charges the real usage once the turn finished, or
+    returns the reservation when it did not (error, client gone)."""
+    finished: TurnFinished | None = None
+    try:
+        async for item in stream:
+            if isinstance(item, TurnFinished):
+                finished = item
+            else:
+                yield item
+    finally:
+        if finished is not None:
+            await settle_tokens(request, reservation, finished.usage.total_tokens)
+        else:
+            await release_tokens(request, reservation)
 
 
 async def _replayed(
@@ -143,7 +189,10 @@ async def _sse(
     created: int,
     model: str,
     include_usage: bool,
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | TurnFinished]:
+    """The SSE body; the TurnFinished event itself is passed along (not sent) so the caller
+    can charge its usage."""
+
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         body = {
             "id": completion_id,
@@ -164,6 +213,7 @@ async def _sse(
                 # Server-side tool runs are ours; clients see them via the conversation API.
                 continue
             elif isinstance(event, TurnFinished):
+                yield event
                 if event.client_tool_calls:
                     calls = [
                         {"index": i, **call}

@@ -1,0 +1,1 @@
+"""Retention of tenant data: uploads, artifacts and conversations (docs/retention.md)."""

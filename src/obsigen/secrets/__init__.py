@@ -1,0 +1,1 @@
+"""Secret backends beyond env/file (AWS Secrets Manager) and rotation ages (docs/secrets.md)."""
