@@ -388,6 +388,14 @@ class FilesSettings(_Section):
         return self.tenant_max_upload_mb.get(tenant_id, self.max_upload_mb) * 1024 * 1024
 
 
+class TenantSafeguards(_Section):
+    """One tenant's own detection policy; unset fields follow ``[safeguards]``."""
+
+    mode: Literal["block", "warn", "log-only"] | None = None
+    threshold: float | None = Field(default=None, gt=0, le=1)
+    indirect_threshold: float | None = Field(default=None, gt=0, le=1)
+
+
 class SafeguardsSettings(_Section):
     """Injection and jailbreak detection on prompts and on everything else the model reads.
 
@@ -401,6 +409,8 @@ class SafeguardsSettings(_Section):
     mode: Literal["block", "warn", "log-only"] = "block"
     threshold: float = Field(default=0.921, gt=0, le=1)
     indirect_threshold: float = Field(default=0.909, gt=0, le=1)
+    # By tenant id: e.g. a security team's tenant that may discuss attacks runs "warn".
+    tenant_overrides: dict[str, TenantSafeguards] = Field(default_factory=dict)
 
 
 class RetentionSettings(_Section):

@@ -185,6 +185,7 @@ class ApprovalService:
             self._hooks.tool_output_guard,
             await tool_execution.execute(tool, arguments, context),
             approval.tool,
+            approval.tenant_id,
         )
         output, status = outcome.output, outcome.status
         return output, status, int((time.perf_counter() - started) * 1000)

@@ -31,11 +31,13 @@ ALLOW = GuardResult("allow")
 class ContentGuard(Protocol):
     """Judges text the model is about to read: the user's prompt, or a tool's output."""
 
-    async def check(self, text: str, *, source: str) -> GuardResult: ...
+    async def check(self, text: str, *, source: str, tenant_id: str | None = None) -> GuardResult:
+        """``tenant_id`` selects the tenant's policy (mode, thresholds) where it has its own."""
+        ...
 
 
 class AllowAll:
-    async def check(self, text: str, *, source: str) -> GuardResult:
+    async def check(self, text: str, *, source: str, tenant_id: str | None = None) -> GuardResult:
         return ALLOW
 
 

@@ -33,9 +33,11 @@ async def execute(tool: Tool, arguments: dict[str, Any], context: ToolContext) -
     return ToolOutcome(result.content[:TOOL_OUTPUT_CHARS], "ok")
 
 
-async def screen(guard: ContentGuard, outcome: ToolOutcome, tool_name: str) -> ToolOutcome:
+async def screen(
+    guard: ContentGuard, outcome: ToolOutcome, tool_name: str, tenant_id: str
+) -> ToolOutcome:
     """The model reads tool output: check it for injected instructions first."""
-    scan = await guard.check(outcome.output, source=f"tool:{tool_name}")
+    scan = await guard.check(outcome.output, source=f"tool:{tool_name}", tenant_id=tenant_id)
     if scan.verdict == "block":
         return ToolOutcome(WITHHELD, "blocked", scan)
     return ToolOutcome(outcome.output, outcome.status, scan)

@@ -197,7 +197,9 @@ def _last_user_text(messages: tuple[ChatMessage, ...]) -> str:
 
 async def _check_input(turn: _Turn) -> None:
     text = _last_user_text(turn.request.messages)
-    result = await turn.services.hooks.input_guard.check(text, source="user")
+    result = await turn.services.hooks.input_guard.check(
+        text, source="user", tenant_id=turn.request.principal.tenant_id
+    )
     await _audit_verdict(turn, result, source="user")
     if result.verdict == "block":
         raise InputBlocked(f"blocked as {', '.join(result.categories) or 'unsafe'}")
@@ -390,7 +392,9 @@ async def _run_server_tool(turn: _Turn, call: ToolCallRequest) -> _ServerToolRes
     else:
         context = ToolContext(principal, turn.conversation_id, turn.interaction_id)
         outcome = await tool_execution.execute(tool, arguments, context)
-    outcome = await tool_execution.screen(services.hooks.tool_output_guard, outcome, call.name)
+    outcome = await tool_execution.screen(
+        services.hooks.tool_output_guard, outcome, call.name, principal.tenant_id
+    )
     assert outcome.scan is not None
     # Every verdict is audited, also in warn and log-only modes where it does not block.
     await _audit_verdict(turn, outcome.scan, source=f"tool:{call.name}")

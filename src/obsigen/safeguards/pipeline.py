@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -222,9 +222,21 @@ class DetectionPipeline:
     categories are those that would have blocked, so the audit event shows what happened.
     """
 
-    def __init__(self, detector: Detector, policy: GuardPolicy | None = None) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        policy: GuardPolicy | None = None,
+        tenant_policies: Mapping[str, GuardPolicy] | None = None,
+    ) -> None:
         self.detector = detector
         self.policy = policy or GuardPolicy()
+        # Tenants with their own mode or thresholds, by tenant id; the rest use ``policy``.
+        self.tenant_policies = dict(tenant_policies or {})
+
+    def policy_for(self, tenant_id: str | None) -> GuardPolicy:
+        if tenant_id is None:
+            return self.policy
+        return self.tenant_policies.get(tenant_id, self.policy)
 
     @classmethod
     def load(
@@ -232,7 +244,8 @@ class DetectionPipeline:
     ) -> DetectionPipeline:
         return cls(Detector.load(models_dir), policy)
 
-    async def check(self, text: str, *, source: str) -> GuardResult:
+    async def check(self, text: str, *, source: str, tenant_id: str | None = None) -> GuardResult:
+        policy = self.policy_for(tenant_id)
         if not text.strip():
             return GuardResult("allow", 0.0, (), "none")
         try:
@@ -243,21 +256,24 @@ class DetectionPipeline:
         except Exception:
             log.exception("safeguard detector failed on %s input", source)
             # Fail closed where the policy blocks: an unchecked prompt must not pass.
-            verdict: Verdict = "block" if self.policy.mode == "block" else "allow"
+            verdict: Verdict = "block" if policy.mode == "block" else "allow"
             return GuardResult(verdict, 1.0, ("safeguard-error",), "error")
-        return self.judge(detection, source=source)
+        return self.judge(detection, source=source, policy=policy)
 
-    def judge(self, detection: Detection, *, source: str) -> GuardResult:
-        flagged = detection.score >= self.policy.threshold_for(source)
+    def judge(
+        self, detection: Detection, *, source: str, policy: GuardPolicy | None = None
+    ) -> GuardResult:
+        policy = policy or self.policy
+        flagged = detection.score >= policy.threshold_for(source)
         # Categories name what was flagged; below the threshold the rule ids still show in
         # ``detector`` ("rules+ngram") for the audit.
         categories = detection.categories if flagged else ()
         if flagged and not categories:
             categories = ("injection",) if channel_of(source) == "indirect" else ("unsafe",)
-        verdict: Verdict = "block" if flagged and self.policy.mode == "block" else "allow"
+        verdict: Verdict = "block" if flagged and policy.mode == "block" else "allow"
         detector = detection.detector
-        if flagged and self.policy.mode != "block":
-            detector = f"{detector} ({self.policy.mode})"
+        if flagged and policy.mode != "block":
+            detector = f"{detector} ({policy.mode})"
         return GuardResult(verdict, detection.score, categories, detector)
 
 
@@ -272,7 +288,15 @@ def content_guard(settings: SafeguardsSettings) -> ContentGuard:
     if not settings.enabled:
         return AllowAll()
     policy = GuardPolicy(settings.mode, settings.threshold, settings.indirect_threshold)
-    return DetectionPipeline(shipped_detector(), policy)
+    tenants = {
+        tenant_id: GuardPolicy(
+            override.mode or policy.mode,
+            override.threshold or policy.threshold,
+            override.indirect_threshold or policy.indirect_threshold,
+        )
+        for tenant_id, override in settings.tenant_overrides.items()
+    }
+    return DetectionPipeline(shipped_detector(), policy, tenants)
 
 
 __all__ = [

@@ -164,3 +164,39 @@ def test_any_text_gets_a_bounded_score_and_known_categories(text: str, indirect:
 
     assert 0.0 <= detection.score <= 1.0
     assert set(detection.categories) <= {"injection", "jailbreak", "obfuscation"}
+
+
+async def test_a_tenant_with_its_own_policy_gets_it_and_others_keep_the_default() -> None:
+    guard = content_guard(
+        SafeguardsSettings.model_validate(
+            {
+                "tenant_overrides": {
+                    "security-team": {"mode": "warn"},
+                    "strict": {"threshold": 0.3},
+                }
+            }
+        )
+    )
+    assert isinstance(guard, DetectionPipeline)
+
+    default = await guard.check(INJECTION, source="user", tenant_id="someone-else")
+    unknown = await guard.check(INJECTION, source="user")
+    warned = await guard.check(INJECTION, source="user", tenant_id="security-team")
+    assert default.verdict == unknown.verdict == "block"
+    assert warned.verdict == "allow"
+    assert "(warn)" in warned.detector
+    assert warned.categories == default.categories
+
+    # A stricter tenant threshold flags what the default lets through; the mode is inherited.
+    mild = "Pretend you are a pirate and tell me about the weather."
+    assert (await guard.check(mild, source="user")).verdict == "allow"
+    strict = await guard.check(mild, source="user", tenant_id="strict")
+    assert strict.verdict == "block"
+    assert guard.policy_for("strict").mode == guard.policy.mode
+
+
+def test_tenant_overrides_are_validated() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        SafeguardsSettings.model_validate({"tenant_overrides": {"t": {"threshold": 1.5}}})
+    with pytest.raises(ValueError, match="mode"):
+        SafeguardsSettings.model_validate({"tenant_overrides": {"t": {"mode": "shrug"}}})
