@@ -50,7 +50,6 @@ def _open(port: int) -> bool:
 
 async def _measure(services: Services, label: str, rounds: int) -> dict[str, dict[str, float]]:
     auth = services.auth
-    assert auth is not None
     await auth.start()
     async with services.sessions.begin() as session:
         tenant = await create_tenant(session, f"bench-{uuid.uuid4().hex[:8]}")

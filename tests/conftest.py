@@ -186,7 +186,6 @@ class Platform:
             # directly, as a login before enrolment would have.
             assert response.status_code == 401, response.text
             auth = self.services.auth
-            assert auth is not None
             record, refresh = await auth.manager.start(
                 tenant_id=created.user.tenant_id, user_id=user_id, amr=["pwd"]
             )

@@ -43,7 +43,7 @@ async def _check_rotation(svc: Services) -> None:
     """Warn about credentials near their maximum age; refuse to serve with expired ones."""
     report = await rotation_report(
         svc.settings,
-        signing=svc.auth.keys if svc.auth is not None else None,
+        signing=svc.auth.keys,
         sessions=svc.sessions,
     )
     for item in warnings(report):
@@ -70,8 +70,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         # Remote audit sinks deliver in the background; a backlog left spooled by the previous
         # process starts draining now rather than at the first new event.
         svc.audit.start()
-        if svc.auth is not None:
-            await svc.auth.start()
+        await svc.auth.start()
         await _check_rotation(svc)
         if services is None and svc.sandbox is not None:
             # Only a server that owns its services warms the pool at start; injected ones

@@ -40,21 +40,19 @@ class Services:
     audit: AuditRecorder
     hooks: TurnHooks
     redis: Redis | None
+    # Keys, access tokens, sessions and second factors.
+    auth: AuthServices
+    # Uploaded files and artifacts: a local folder or S3.
+    objects: ObjectStore
     # None where no sandbox backend runs here (run_python is then not offered).
     sandbox: SandboxRunner | None = None
-    # Keys, access tokens, sessions and second factors (built by build_services).
-    auth: AuthServices | None = None
-    # Uploaded files and artifacts: a local folder or S3.
-    objects: ObjectStore | None = None
 
     @property
-    def authenticator(self) -> BearerAuthenticator | None:
-        return None if self.auth is None else self.auth.authenticator
+    def authenticator(self) -> BearerAuthenticator:
+        return self.auth.authenticator
 
     @property
     def tokens(self) -> TokenService:
-        if self.auth is None:
-            raise RuntimeError("authentication services are not configured")
         return self.auth.tokens
 
     @property
@@ -70,10 +68,8 @@ class Services:
         )
 
     async def aclose(self) -> None:
-        if self.objects is not None:
-            await self.objects.aclose()
-        if self.auth is not None:
-            await self.auth.aclose()
+        await self.objects.aclose()
+        await self.auth.aclose()
         if self.sandbox is not None:
             await self.sandbox.aclose()
         await self.provider.aclose()

@@ -53,7 +53,7 @@ async def authenticate(request: Request) -> Principal:
         max_age = timedelta(days=services.settings.auth.apikey_max_days)
         async with services.sessions() as session:
             principal = await authenticate_api_key(session, token, max_age=max_age)
-    elif services.authenticator is not None:
+    else:
         principal = await services.authenticator.authenticate(token)
     if principal is None:
         raise Unauthenticated("invalid or expired credentials")

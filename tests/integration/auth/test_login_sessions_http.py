@@ -225,3 +225,47 @@ def jwt_header(token: str) -> dict[str, Any]:
     head = token.split(".")[0]
     decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     return decoded
+
+
+async def test_a_password_only_session_cannot_replace_the_second_factor(
+    platform: Platform,
+) -> None:
+    admin = await platform.login(role=Role.ADMIN, mfa=False)
+    for path in ("/auth/mfa/totp/enroll", "/auth/mfa/webauthn/register/options"):
+        response = await platform.client.post(path, headers=platform.auth(admin.token))
+        assert response.status_code == 403, path
+        assert problem_type(response) == "mfa-required"
+
+    # A member without any factor enrols one, and the confirming code steps the session up.
+    member = await platform.login(role=Role.MEMBER)
+    enrolled = await platform.client.post(
+        "/auth/mfa/totp/enroll", headers=platform.auth(member.token)
+    )
+    assert enrolled.status_code == 200, enrolled.text
+    secret = pyotp.parse_uri(enrolled.json()["otpauth_uri"]).secret
+    confirmed = await platform.client.post(
+        "/auth/mfa/totp/confirm",
+        json={"code": pyotp.TOTP(secret).now()},
+        headers=platform.auth(member.token),
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["mfa"] is True
+
+
+async def test_wrong_codes_are_limited_per_user(platform: Platform) -> None:
+    admin = await platform.login(role=Role.ADMIN, mfa=False)
+    limit = platform.settings.auth.max_failures
+    for _ in range(limit):
+        wrong = await platform.client.post(
+            "/auth/mfa/step-up", json={"totp": "000000"}, headers=platform.auth(admin.token)
+        )
+        assert wrong.status_code == 401
+    assert admin.totp_secret
+    # Even the right code is refused until the window ends.
+    locked = await platform.client.post(
+        "/auth/mfa/step-up",
+        json={"totp": pyotp.TOTP(admin.totp_secret).now()},
+        headers=platform.auth(admin.token),
+    )
+    assert locked.status_code == 429
+    assert int(locked.headers["retry-after"]) >= 1

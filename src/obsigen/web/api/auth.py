@@ -24,7 +24,6 @@ from obsigen.errors import InvalidInput, MfaRequired, NotFound, TooManyAttempts,
 from obsigen.identity.login import LoginFailed, LoginThrottled
 from obsigen.identity.recovery import issue_recovery_codes, redeem_recovery_code
 from obsigen.identity.totp import begin_totp_enrolment, confirm_totp_enrolment, verify_totp
-from obsigen.services import Services
 from obsigen.sessions.records import SessionRecord
 from obsigen.sessions.wiring import AuthServices
 from obsigen.web.auth import public, require, services_of
@@ -119,12 +118,6 @@ class RevokedOut(BaseModel):
     revoked: int
 
 
-def _auth(services: Services) -> AuthServices:
-    if services.auth is None:
-        raise RuntimeError("authentication services are not configured")
-    return services.auth
-
-
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -184,9 +177,10 @@ async def _second_factor(
         return None
     key = f"mfa-fail:{user.id}"
     settings = auth.password_login
-    retry = await auth.ephemeral.ttl(key)
-    count_raw = await auth.ephemeral.get(key)
-    if count_raw is not None and int(count_raw) >= settings.max_failures and retry is not None:
+    failures = await auth.ephemeral.get(key)
+    if failures is not None and int(failures) >= settings.max_failures:
+        # The TTL is asked only for the refusal: the common path costs one round trip.
+        retry = await auth.ephemeral.ttl(key) or 1.0
         raise TooManyAttempts("too many wrong codes: wait and retry", int(retry) + 1)
     ok = False
     if body.totp is not None and user.totp_secret:
@@ -219,7 +213,7 @@ def _email_digest(email: str) -> str:
 @router.post("/auth/login", dependencies=[public()])
 async def login(body: LoginIn, request: Request) -> TokensOut:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     anonymous = {"kind": "anonymous", "id": _email_digest(body.email)}
     failure: tuple[str, str, dict[str, str], Literal["failure", "denied"]] | None = None
     error: Exception | None = None
@@ -268,7 +262,7 @@ async def login(body: LoginIn, request: Request) -> TokensOut:
 @router.post("/auth/refresh", dependencies=[public()])
 async def refresh(body: RefreshIn, request: Request) -> TokensOut:
     """Spends the refresh token and returns a new pair; a reused one ends the session."""
-    auth = _auth(services_of(request))
+    auth = services_of(request).auth
     record, refresh_token = await auth.manager.refresh(body.refresh_token)
     return await _tokens(auth, record, refresh_token)
 
@@ -277,7 +271,7 @@ async def refresh(body: RefreshIn, request: Request) -> TokensOut:
 async def logout(
     request: Request, principal: Principal = require(Permission.ACCOUNT_MANAGE)
 ) -> Response:
-    auth = _auth(services_of(request))
+    auth = services_of(request).auth
     if principal.session_id is not None:
         await auth.manager.end(principal.session_id)
         await _record(
@@ -311,7 +305,7 @@ async def step_up(
     principal: Principal = require(Permission.ACCOUNT_MANAGE),
 ) -> TokensOut:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     failed: Exception | None = None
     async with services.sessions.begin() as session:
         user = await _user(session, principal)
@@ -377,7 +371,7 @@ async def totp_enroll(
     request: Request, principal: Principal = require(Permission.ACCOUNT_MANAGE)
 ) -> EnrolmentOut:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     async with services.sessions() as session:
         user = await _user(session, principal)
         _factor_change_allowed(user, principal, await _has_webauthn(session, user))
@@ -392,7 +386,7 @@ async def totp_confirm(
     body: CodeIn, request: Request, principal: Principal = require(Permission.ACCOUNT_MANAGE)
 ) -> TokensOut:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     async with services.sessions.begin() as session:
         user = await _user(session, principal)
         if not await confirm_totp_enrolment(auth.ephemeral, user, body.code):
@@ -421,7 +415,7 @@ async def webauthn_register_options(
     request: Request, principal: Principal = require(Permission.ACCOUNT_MANAGE)
 ) -> dict[str, Any]:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     async with services.sessions() as session:
         user = await _user(session, principal)
         _factor_change_allowed(user, principal, await _has_webauthn(session, user))
@@ -435,7 +429,7 @@ async def webauthn_register(
     principal: Principal = require(Permission.ACCOUNT_MANAGE),
 ) -> TokensOut:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     async with services.sessions.begin() as session:
         user = await _user(session, principal)
         _factor_change_allowed(user, principal, await _has_webauthn(session, user))
@@ -449,7 +443,7 @@ async def webauthn_options(
     request: Request, principal: Principal = require(Permission.ACCOUNT_MANAGE)
 ) -> dict[str, Any]:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     async with services.sessions() as session:
         user = await _user(session, principal)
         return await auth.webauthn.authentication_options(session, user)
@@ -462,7 +456,7 @@ async def webauthn_verify(
     principal: Principal = require(Permission.ACCOUNT_MANAGE),
 ) -> TokensOut:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     async with services.sessions.begin() as session:
         user = await _user(session, principal)
         ok = await auth.webauthn.authenticate(session, user, body.credential)
@@ -487,7 +481,7 @@ def _session_out(record: SessionRecord, current: str | None) -> SessionOut:
 async def my_sessions(
     request: Request, principal: Principal = require(Permission.ACCOUNT_MANAGE)
 ) -> list[SessionOut]:
-    auth = _auth(services_of(request))
+    auth = services_of(request).auth
     records = await auth.manager.sessions_of(principal.tenant_id, principal.id)
     return [_session_out(r, principal.session_id) for r in records]
 
@@ -496,7 +490,7 @@ async def my_sessions(
 async def end_my_sessions(
     request: Request, principal: Principal = require(Permission.ACCOUNT_MANAGE)
 ) -> RevokedOut:
-    auth = _auth(services_of(request))
+    auth = services_of(request).auth
     if principal.kind != "user":
         raise InvalidInput("this needs a user session, not an API key")
     count = await auth.manager.end_all(principal.tenant_id, principal.id)
@@ -519,7 +513,7 @@ async def revoke_user_sessions(
     principal: Principal = require(Permission.SESSIONS_REVOKE),
 ) -> RevokedOut:
     services = services_of(request)
-    auth = _auth(services)
+    auth = services.auth
     async with services.sessions() as session:
         found = await session.scalar(
             select(User.id).where(User.id == user_id, User.tenant_id == principal.tenant_id)

@@ -19,12 +19,12 @@ from obsigen.audit.events import AuditEvent, Outcome, actor_of
 from obsigen.authz.permissions import Permission
 from obsigen.authz.principal import Principal
 from obsigen.db.files_models import StoredFile
-from obsigen.errors import ObsigenError, Unavailable
+from obsigen.errors import ObsigenError
 from obsigen.files.access import access_file, list_files
 from obsigen.files.errors import UploadTooLarge
 from obsigen.files.multipart_stream import MultipartFileStream, boundary_of
 from obsigen.files.names import content_disposition
-from obsigen.files.stores import ObjectKey, ObjectStore
+from obsigen.files.stores import ObjectKey
 from obsigen.files.uploads import UploadLimits, store_upload
 from obsigen.web.auth import require, services_of
 
@@ -46,13 +46,6 @@ class FileOut(BaseModel):
 
 def _out(row: StoredFile) -> FileOut:
     return FileOut.model_validate(row, from_attributes=True)
-
-
-def object_store_of(request: Request) -> ObjectStore:
-    store = services_of(request).objects
-    if store is None:
-        raise Unavailable("no object store is configured")
-    return store
 
 
 async def _audit(
@@ -95,7 +88,7 @@ async def upload(
         filename = await body.find_file(FILE_FIELD)
         row = await store_upload(
             sessions=services.sessions,
-            store=object_store_of(request),
+            store=services_of(request).objects,
             principal=principal,
             filename=filename,
             chunks=body.data(),
@@ -149,7 +142,7 @@ async def download(
 ) -> StreamingResponse:
     async with services_of(request).sessions() as session:
         row = await access_file(session, principal, file_id)
-    stream = await object_store_of(request).get_stream(ObjectKey.parse(row.object_key))
+    stream = await services_of(request).objects.get_stream(ObjectKey.parse(row.object_key))
     await _audit(
         request,
         principal,
@@ -180,7 +173,7 @@ async def delete(
     async with services.sessions() as session:
         row = await access_file(session, principal, file_id)
     # The object first: should that fail, the row stays and the delete can be retried.
-    await object_store_of(request).delete(ObjectKey.parse(row.object_key))
+    await services_of(request).objects.delete(ObjectKey.parse(row.object_key))
     async with services.sessions.begin() as session:
         await session.execute(
             sql_delete(StoredFile).where(
