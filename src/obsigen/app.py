@@ -18,6 +18,7 @@ from obsigen.secrets.rotation import enforce_rotation, rotation_report, warnings
 from obsigen.services import Services, build_services
 from obsigen.web.api import (
     approvals,
+    artifacts,
     audit_events,
     auth,
     chat_completions,
@@ -25,9 +26,13 @@ from obsigen.web.api import (
     conversations,
     files,
     health,
+    idps,
     jwks,
     models,
+    oidc,
     roles,
+    saml,
+    scim,
 )
 from obsigen.web.edge import install_edge
 from obsigen.web.problems import install_problem_handlers
@@ -109,6 +114,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         audit_events,
         roles,
         files,
+        idps,
+        oidc,
+        saml,
+        scim,
+        artifacts,
     ):
         app.include_router(module.router)
     return app

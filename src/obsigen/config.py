@@ -157,6 +157,29 @@ class AuthSettings(_Section):
         return self
 
 
+class FederationSettings(_Section):
+    """Single sign-on and provisioning (docs/federation.md). The identity providers themselves
+    are tenant data, kept in the database and managed through ``/api/v1/idps``."""
+
+    # The URL browsers reach this server at: OIDC redirect URIs, the SAML ACS URL and the SP
+    # entity ID derive from it, so it must be what the IdP was told.
+    public_url: str = "http://127.0.0.1:8000"
+    # How long a sign-in may take between the redirect to the IdP and the way back: OIDC state
+    # and nonce, SAML request ids live this long, and each is spent once.
+    flow_ttl_s: int = Field(default=600, ge=60, le=3600)
+    # Tolerance for the IdP's clock on iat/exp and NotBefore/NotOnOrAfter.
+    clock_skew_s: int = Field(default=60, ge=0, le=300)
+    # Outbound calls to IdPs (discovery, JWKS, token, userinfo).
+    http_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("federation.public_url must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+
 class InferenceSettings(_Section):
     provider: Literal["local", "openai"] = "local"
     base_url: str = ""
@@ -483,6 +506,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     keys: KeysSettings = Field(default_factory=KeysSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)

@@ -34,6 +34,8 @@ class Permission(StrEnum):
     APPROVALS_DECIDE = "tenant:approvals:decide"
     TENANT_MANAGE = "tenant:settings:manage"
     KEYS_MANAGE = "tenant:keys:manage"
+    # Identity providers, group-to-role mappings and SCIM tokens: who can sign in, as what.
+    FEDERATION_MANAGE = "tenant:federation:manage"
 
 
 # Custom role names: lowercase, digits, '-' and '_' (built-in names are reserved).
@@ -80,6 +82,7 @@ _ADMIN = (
         Permission.APIKEYS_MANAGE,
         Permission.TOOL_POLICY_MANAGE,
         Permission.APPROVALS_DECIDE,
+        Permission.FEDERATION_MANAGE,
     }
 )
 _OWNER = _ADMIN | {Permission.TENANT_MANAGE, Permission.KEYS_MANAGE}

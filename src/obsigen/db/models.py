@@ -43,6 +43,9 @@ class RoleBinding(TenantScoped, Base):
     principal_id: Mapped[str] = mapped_column(IdColumn)
     role: Mapped[str] = mapped_column(String(32))
     scope: Mapped[str] = mapped_column(String(64), default="tenant")
+    # "local" (an admin or the CLI), "idp:<id>" (SSO group mapping) or "scim": a group sync
+    # removes only the bindings its own source granted.
+    source: Mapped[str] = mapped_column(String(40), default="local")
 
 
 class ApiKey(TenantScoped, Base):

@@ -19,6 +19,10 @@ from obsigen.identity.passwords import hash_password
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{2,63}$")
 
 
+def valid_email(value: str) -> bool:
+    return _EMAIL.fullmatch(value) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedUser:
     user: User

@@ -6,6 +6,7 @@ from alembic import context
 
 from obsigen.db import (  # noqa: F401  - registers the tables on Base.metadata
     auth_models,
+    federation_models,
     files_models,
     models,
     tool_policy_models,

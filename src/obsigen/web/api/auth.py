@@ -142,7 +142,7 @@ async def _record(
     )
 
 
-async def _tokens(
+async def issue_tokens(
     auth: AuthServices, record: SessionRecord, refresh_token: str | None
 ) -> TokensOut:
     token, claims = await auth.tokens.issue(
@@ -256,7 +256,7 @@ async def login(body: LoginIn, request: Request) -> TokensOut:
         session_id=record.session_id,
         amr=amr,
     )
-    return await _tokens(auth, record, refresh_token)
+    return await issue_tokens(auth, record, refresh_token)
 
 
 @router.post("/auth/refresh", dependencies=[public()])
@@ -264,7 +264,7 @@ async def refresh(body: RefreshIn, request: Request) -> TokensOut:
     """Spends the refresh token and returns a new pair; a reused one ends the session."""
     auth = services_of(request).auth
     record, refresh_token = await auth.manager.refresh(body.refresh_token)
-    return await _tokens(auth, record, refresh_token)
+    return await issue_tokens(auth, record, refresh_token)
 
 
 @router.post("/auth/logout", status_code=204)
@@ -335,7 +335,7 @@ async def _stepped_up(
         method=method,
         session_id=record.session_id,
     )
-    return await _tokens(auth, record, None)
+    return await issue_tokens(auth, record, None)
 
 
 async def _factor_changed(request: Request, principal: Principal, change: str) -> None:
