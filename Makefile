@@ -8,8 +8,11 @@ UV     := $(TOOLS)/bin/uv
 VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
+# checkov pins its own boto3, incompatible with the project's: it gets a venv of its own.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(TOOLS)/checkov/bin/checkov
 
-.PHONY: help run test lint typecheck secrets-scan pytest bench services test-deps clean
+.PHONY: help run test lint typecheck secrets-scan deploy-check pytest bench services test-deps clean
 
 help:
 	@echo "make run    - install, migrate and serve on http://127.0.0.1:8000 (embedded defaults)"
@@ -51,10 +54,22 @@ typecheck: $(BIN)/obsigen
 secrets-scan: $(BIN)/obsigen
 	scripts/scan-secrets.sh
 
+$(CHECKOV):
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
+# The image and the manifests (no Docker or cluster here): hadolint; the overlays rendered and
+# validated strictly against Kubernetes 1.31; checkov, offline, on both. docs/deploy.md.
+deploy-check: $(BIN)/obsigen $(CHECKOV)
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/python scripts/render-k8s.py --kubernetes-version 1.31.0 --out build/k8s
+	$(CHECKOV) --skip-download --quiet --compact --framework dockerfile -f deploy/Dockerfile
+	$(CHECKOV) --skip-download --quiet --compact --framework kubernetes -d build/k8s
+
 pytest: $(BIN)/obsigen
 	$(BIN)/pytest
 
-test: $(BIN)/obsigen services lint typecheck secrets-scan pytest
+test: $(BIN)/obsigen services lint typecheck secrets-scan deploy-check pytest
 
 bench: $(BIN)/obsigen services
 	$(BIN)/python -m bench
@@ -63,6 +78,9 @@ bench: $(BIN)/obsigen services
 	$(BIN)/python -m bench.auth_step
 	$(BIN)/python -m bench.audit_turn
 	$(BIN)/python -m bench.audit_chain --mariadb mysql+asyncmy://root@127.0.0.1:3306/
+	$(BIN)/python -m bench.upload
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.tenant_keys
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .mypy_cache .ruff_cache .pytest_cache

@@ -33,9 +33,13 @@ from obsigen.web.api import (
     roles,
     saml,
     scim,
+    search,
+    tasks,
 )
 from obsigen.web.edge import install_edge
+from obsigen.web.openapi import install_openapi
 from obsigen.web.problems import install_problem_handlers
+from obsigen.web.ui import router as ui
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         # process starts draining now rather than at the first new event.
         svc.audit.start()
         await svc.auth.start()
+        if svc.retrieval is not None:
+            # Also picks up files a stopped process left queued.
+            svc.retrieval.start()
         await _check_rotation(svc)
         if services is None and svc.sandbox is not None:
             # Only a server that owns its services warms the pool at start; injected ones
@@ -84,7 +91,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         app.state.catalog = ModelCatalog(svc.provider, settings.inference.model)
         # Purges expired conversations and files on a schedule, one replica at a time.
         retention = RetentionScheduler.from_services(svc)
-        retention.start()
+        if svc.tasks is None or not svc.tasks.remote:
+            # With a real broker the `obsigen worker` processes run it (docs/tasks.md).
+            retention.start()
         try:
             yield
         finally:
@@ -119,6 +128,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         saml,
         scim,
         artifacts,
+        search,
+        tasks,
+        ui,
     ):
         app.include_router(module.router)
+    install_openapi(app)
     return app

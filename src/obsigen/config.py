@@ -106,8 +106,22 @@ class StorageSettings(_Section):
     # Empty means the embedded default: SQLite under data_dir.
     database_url: str = ""
     redis_url: str = ""
+    # Secret references (env:, file:, awssm:) read at each new connection; the URLs themselves
+    # may not hold a password (docs/secrets.md). Empty: connect without one.
+    database_password: str = ""
+    redis_password: str = ""
     object_store: str = "local"
     region: str = ""
+    # Per-store regions (docs/residency.md); empty: ``region``, else the S3 URI's region, else
+    # "local" for embedded stores and loopback hosts.
+    database_region: str = ""
+    redis_region: str = ""
+    object_store_region: str = ""
+
+    @field_validator("region", "database_region", "redis_region", "object_store_region")
+    @classmethod
+    def _store_region(cls, value: str) -> str:
+        return normalise_region(value) if value else value
 
     @field_validator("database_url")
     @classmethod
@@ -120,6 +134,13 @@ class StorageSettings(_Section):
 class KeysSettings(_Section):
     signing: str = "software"
     kek: str = "software"
+    # Per-tenant data keys under the KEK seal message bodies and objects (docs/tenant-keys.md).
+    tenant_encryption: bool = True
+    # How long an unwrapped data key stays in this process's memory.
+    dek_cache_ttl_s: float = Field(default=300.0, ge=0, le=3600)
+    # Rows and objects written before encryption was on are read as plaintext; turn off once
+    # none are left, and plaintext put in place of ciphertext is refused.
+    read_plaintext: bool = True
 
 
 class AuthSettings(_Section):
@@ -347,8 +368,28 @@ class RateLimitSettings(_Section):
 
 
 class ResidencySettings(_Section):
+    """Where this deployment runs, and the transfers outside the EEA an operator allowed.
+
+    ``allow_transfers`` entries read ``"TARGET: REGION - REASON"``, e.g.
+    ``"inference: us - Azure OpenAI under the EU-US DPF, DPA signed 2026-03-01"``; TARGET is
+    database, redis, object_store, inference or audit.<scheme> (docs/residency.md)."""
+
     region: str = "eea"
     allow_transfers: list[str] = Field(default_factory=list)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return normalise_region(value)
+
+    @field_validator("allow_transfers")
+    @classmethod
+    def _entries(cls, value: list[str]) -> list[str]:
+        from obsigen.residency_policy import parse_allowance
+
+        for entry in value:
+            parse_allowance(entry)
+        return value
 
 
 class AuditSettings(_Section):
@@ -357,13 +398,20 @@ class AuditSettings(_Section):
     # A signed checkpoint every N events, or with the first event after T seconds.
     checkpoint_every: int = Field(default=100, ge=1)
     checkpoint_seconds: float = Field(default=60.0, gt=0)
+    # Region of each remote sink by scheme ("otlp+http" = "de"); unset: storage.region.
+    sink_regions: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("sink_regions")
+    @classmethod
+    def _sink_regions(cls, value: dict[str, str]) -> dict[str, str]:
+        return {scheme: normalise_region(region) for scheme, region in value.items()}
 
 
 class SandboxSettings(_Section):
     """Code execution (docs/sandbox.md). ``pool_size`` sandboxes are made ahead; at most
     ``concurrency`` run at once, and a run that waits ``queue_timeout_s`` for a slot gets 503."""
 
-    backend: Literal["auto", "gvisor", "bwrap"] = "auto"
+    backend: Literal["auto", "gvisor", "bwrap", "kubernetes"] = "auto"
     pool_size: int = Field(default=2, ge=0, le=64)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
     memory_mb: int = Field(default=512, ge=64)
@@ -373,6 +421,13 @@ class SandboxSettings(_Section):
     pids: int = Field(default=64, ge=8, le=4096)
     workspace_mb: int = Field(default=64, ge=1, le=65536)
     output_kb: int = Field(default=64, ge=1, le=65536)
+    # backend = "kubernetes" (docs/deploy.md): one gVisor Pod per run in this namespace.
+    k8s_namespace: str = "obsigen-sandbox"
+    # The sandbox image (the Obsigen image carries the Debian Python runtime); required.
+    k8s_image: str = ""
+    k8s_runtime_class: str = "gvisor"
+    # Empty: in-cluster (service account token and CA); else an explicit API URL (tests).
+    k8s_api_url: str = ""
 
 
 # The file types an upload may have (docs/files.md); detection is by content, not by name.
@@ -481,6 +536,27 @@ class RotationMaxAges(_Section):
     db_credential: int = Field(default=90, ge=1, le=3650)
 
 
+class TasksSettings(_Section):
+    """Background work on the task queue (docs/tasks.md)."""
+
+    # auto: Redis streams when storage.redis_url is set (run `obsigen worker`), else in-process.
+    broker: Literal["auto", "memory", "redis"] = "auto"
+    # The Redis stream (and consumer group) the tasks travel on; one per deployment.
+    queue: str = Field(default="obsigen:tasks", min_length=1, max_length=100)
+    # Attempts before a task is dead-lettered; waits double from backoff_base_s to backoff_max_s.
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    backoff_base_s: float = Field(default=2.0, ge=0)
+    backoff_max_s: float = Field(default=300.0, ge=0)
+    # A task a worker took but did not acknowledge (it died) goes to another worker after this.
+    redelivery_after_s: float = Field(default=300.0, ge=1)
+    # Tasks one worker runs at once.
+    concurrency: int = Field(default=4, ge=1, le=256)
+    # On SIGTERM, in-flight tasks get this long to finish; the rest are redelivered.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # How long a delivery waits for another run of the same work (same file) to end.
+    lock_wait_s: float = Field(default=60.0, ge=0)
+
+
 class SecretsSettings(_Section):
     """Rotation ages (docs/secrets.md): past ``warn_fraction`` of its maximum a credential is
     reported; past the maximum a signing key, KEK or DB credential stops the server starting.
@@ -517,6 +593,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    tasks: TasksSettings = Field(default_factory=TasksSettings)
 
     @model_validator(mode="after")
     def _references_only(self) -> Settings:

@@ -14,6 +14,7 @@ from obsigen.db.engine import make_engine
 from obsigen.inference.factory import make_provider
 from obsigen.residency import LOCAL, is_eea
 from obsigen.sandbox.detect import detect
+from obsigen.secrets.connect import redis_connection
 from obsigen.secrets.rotation import RotationItem, rotation_report
 
 
@@ -39,7 +40,7 @@ def _region(declared: str, settings: Settings) -> str:
 
 async def _database(settings: Settings) -> ComponentReport:
     url = make_url(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.storage.database_password)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -63,7 +64,8 @@ async def _redis(settings: Settings) -> ComponentReport:
             "cache", "in-process", "memory", "n/a", _region(LOCAL, settings),
             "sessions, rate-limit counters (not persisted)",
         )  # fmt: skip
-    client = Redis.from_url(settings.storage.redis_url, socket_connect_timeout=2)
+    url, auth = redis_connection(settings.storage.redis_url, settings.storage.redis_password)
+    client = Redis.from_url(url, socket_connect_timeout=2, **auth)
     try:
         await client.ping()
         reachable = "yes"

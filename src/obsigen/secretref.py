@@ -68,6 +68,8 @@ def secret_fields(settings: Settings) -> Iterator[tuple[str, str]]:
     (:mod:`obsigen.audit.sink_factory`), before anything is sent.
     """
     yield "inference.api_key", settings.inference.api_key
+    yield "storage.database_password", settings.storage.database_password
+    yield "storage.redis_password", settings.storage.redis_password
     yield "server.tls_key_password", settings.server.tls_key_password
     for section, uri in (("keys.signing", settings.keys.signing), ("keys.kek", settings.keys.kek)):
         for name, value in _semicolon_params(uri):
@@ -80,9 +82,32 @@ def secret_fields(settings: Settings) -> Iterator[tuple[str, str]]:
                 yield f"storage.object_store {name}", value
 
 
+def url_password_problem(field: str, url: str) -> str:
+    """Why ``url`` may not be used as ``field`` (it holds a password), or ""."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ""  # malformed URLs are the driver's to refuse, with its own message
+    if not password:
+        return ""
+    # Never the value: only where it was found and where it belongs instead.
+    password_field = field.removesuffix("_url") + "_password"
+    return (
+        f"{field} holds a password: remove it from the URL and set {password_field} to a "
+        "secret reference (env:NAME, file:/path or awssm:SECRET-ID)"
+    )
+
+
 def refuse_inline_secrets(settings: Settings) -> None:
     """ValueError listing every secret field that holds a value instead of a reference."""
     problems: list[str] = []
+    for field, url in (
+        ("storage.database_url", settings.storage.database_url),
+        ("storage.redis_url", settings.storage.redis_url),
+    ):
+        problem = url_password_problem(field, url)
+        if problem:
+            problems.append(problem)
     for field, value in secret_fields(settings):
         try:
             check_reference(field, value)

@@ -63,7 +63,7 @@ def test_database_url_follows_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_configured_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = "mysql+asyncmy://obsigen:pw@127.0.0.1:3306/obsigen"
+    url = "mysql+asyncmy://obsigen@127.0.0.1:3306/obsigen"
     monkeypatch.setenv("OBSIGEN_STORAGE__DATABASE_URL", url)
     assert Settings().database_url == url
 
@@ -192,7 +192,7 @@ def test_unsupported_database_driver_is_refused(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite+aiosqlite:///tmp/x.db", "mysql+asyncmy://u:p@127.0.0.1:3306/obsigen"]
+    "url", ["sqlite+aiosqlite:///tmp/x.db", "mysql+asyncmy://u@127.0.0.1:3306/obsigen"]
 )
 def test_supported_database_drivers(url: str) -> None:
     assert Settings(storage={"database_url": url}).storage.database_url == url

@@ -28,6 +28,7 @@ from obsigen.db.tool_policy_models import ToolApproval
 from obsigen.errors import Conflict, Forbidden, NotFound
 from obsigen.identity.principals import load_principal
 from obsigen.inference.interfaces import ToolCallRequest
+from obsigen.tenantkeys.bodies import seal_update
 from obsigen.tools.interfaces import ToolContext
 from obsigen.tools.registry import ToolRegistry
 
@@ -150,8 +151,9 @@ class ApprovalService:
                 .where(ToolCall.id == approval.tool_call_id)
                 .values(status=tool_status, result=output, duration_ms=duration_ms, decision=status)
             )
+            body = await seal_update(session, approval.tenant_id, approval.tool_message_id, output)
             await session.execute(
-                update(Message).where(Message.id == approval.tool_message_id).values(content=output)
+                update(Message).where(Message.id == approval.tool_message_id).values(content=body)
             )
             await session.execute(
                 update(ToolApproval).where(ToolApproval.id == approval.id).values(result=output)

@@ -13,6 +13,7 @@ from obsigen.db.access import access_conversation_by_id, messages_of, next_seq
 from obsigen.db.base import utcnow
 from obsigen.db.models import Conversation, Message, ToolCall
 from obsigen.inference.interfaces import ChatMessage, ToolCallRequest
+from obsigen.tenantkeys import bodies
 
 TITLE_CHARS = 80
 
@@ -50,17 +51,20 @@ async def append_messages(
             conversation_id=conversation.id,
             seq=seq + offset,
             role=message.role,
-            content=message.content or "",
             tool_call_id=message.tool_call_id,
             tool_calls=_calls_json(message.tool_calls),
             interaction_id=interaction_id,
         )
+        # Sealed under the tenant's data key when tenant encryption is on (docs/tenant-keys.md).
+        await bodies.seal_body(session, row, message.content or "")
         session.add(row)
         rows.append(row)
         if not conversation.title and message.role == "user" and message.content:
             conversation.title = message.content.strip().replace("\n", " ")[:TITLE_CHARS]
     conversation.updated_at = utcnow()
     await session.flush()
+    for row, message in zip(rows, messages, strict=True):
+        bodies.show_plaintext(session, row, message.content or "")
     return rows
 
 
@@ -92,9 +96,9 @@ def _to_chat(row: Message) -> ChatMessage:
 
 async def history(session: AsyncSession, conversation: Conversation) -> tuple[ChatMessage, ...]:
     """What the model sees: the conversation so far, without turns that failed."""
-    return tuple(
-        _to_chat(row) for row in await messages_of(session, conversation) if row.status == "ok"
-    )
+    rows = await messages_of(session, conversation)
+    await bodies.open_bodies(session, rows)
+    return tuple(_to_chat(row) for row in rows if row.status == "ok")
 
 
 def arguments_of(call: ToolCallRequest) -> dict[str, Any] | None:

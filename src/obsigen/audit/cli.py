@@ -304,7 +304,12 @@ async def _purge(
             tenant_ids = [(await _resolve_tenant(sessions, tenant))[0]]
         else:
             tenant_ids = await chain_tenants(sessions)
-        retention = make_engine(database_url or settings.database_url)
+        retention = (
+            # An override URL is another database: the configured password is not its.
+            make_engine(database_url)
+            if database_url
+            else make_engine(settings.database_url, settings.storage.database_password)
+        )
         lines = []
         try:
             for tenant_id in tenant_ids:
@@ -334,7 +339,7 @@ async def _with_database(
     from obsigen.db.engine import make_engine, make_sessionmaker
 
     ensure_data_dir(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.storage.database_password)
     recorder = AuditRecorder(make_audit_sinks(settings))
     try:
         return await work(make_sessionmaker(engine), recorder)

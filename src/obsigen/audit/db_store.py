@@ -82,7 +82,7 @@ class DatabaseAuditSink:
         else:
             factory = lambda: make_signer(settings, provider)  # noqa: E731
         return cls(
-            make_engine(settings.database_url),
+            make_engine(settings.database_url, settings.storage.database_password),
             factory,
             CheckpointPolicy(settings.audit.checkpoint_every, settings.audit.checkpoint_seconds),
             owns_engine=True,

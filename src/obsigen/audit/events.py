@@ -51,8 +51,10 @@ EVENT_CLASSES: dict[str, tuple[int, int, str]] = {
     "file.upload": (6006, 6, "upload"),
     "file.download": (6006, 6, "download"),
     "file.delete": (6006, 6, "delete"),
+    "artifact.create": (6006, 6, "create"),
     "retrieval.query": (6005, 6, "query"),
     "retention.purge": (6005, 6, "retention_purge"),
+    "tenant.erase": (6005, 6, "tenant_erase"),
     "audit.export": (6003, 6, "audit_export"),
     "audit.verify": (6003, 6, "audit_verify"),
     "approval.requested": (6003, 6, "approval_requested"),
@@ -74,7 +76,14 @@ _FAILURE_SEVERITY: dict[str, Severity] = {
     "audit.verify": "critical",
 }
 _NOTABLE_SUCCESS: frozenset[str] = frozenset(
-    {"admin.change", "key.operation", "retention.purge", "audit.export", "file.delete"}
+    {
+        "admin.change",
+        "key.operation",
+        "retention.purge",
+        "tenant.erase",
+        "audit.export",
+        "file.delete",
+    }
 )
 
 

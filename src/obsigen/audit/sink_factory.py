@@ -13,7 +13,8 @@ Every remote sink sits behind its own disk spool in ``data_dir/audit-spool/<name
 query parameters tune it on any remote sink: ``name`` (the spool's directory name),
 ``spool_max_mb``, ``fsync`` (always|interval|never), ``batch``, ``timeout_s``, ``backoff_s``,
 ``max_backoff_s``, ``close_timeout_s``, ``emit_timeout_s``. Credentials are references only
-(``env:NAME``, ``file:/path``), never values in the URI. Anything unknown is refused at start.
+(``env:NAME``, ``file:/path``, ``awssm:SECRET-ID``; percent-encode one that carries its own
+``?``/``&``/``#``), never values in the URI. Anything unknown is refused at start.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from obsigen.audit.file_sink import FileAuditSink
 from obsigen.audit.interfaces import AuditSink
 from obsigen.audit.spool import BatchSender, SpooledSink, SpoolPolicy
 from obsigen.config import Settings
+from obsigen.secretref import VAULT_UNSUPPORTED, is_reference
 
 logger = logging.getLogger("obsigen.audit.sinks")
 
@@ -38,7 +40,6 @@ SUPPORTED = (
     '"database", "file", "syslog+tls://HOST:PORT?ca=/path", "otlp+http://HOST:PORT/v1/logs", '
     '"otlp+https://…", "otlp+grpc://HOST:PORT", "otlp+grpcs://…", "s3://BUCKET?region=…"'
 )
-_SECRET_SCHEMES = ("env:", "file:")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _SPOOL_PARAMS = frozenset(
     {
@@ -91,7 +92,8 @@ def _make_sink(spec: str, settings: Settings) -> AuditSink:
     if parts.username is not None or parts.password is not None:
         raise AuditSinkConfigError(
             f"audit sink {redact(spec)}: credentials do not belong in the URI; "
-            "give references (env:NAME, file:/path) in the parameters the docs name"
+            "give references (env:NAME, file:/path, awssm:SECRET-ID) in the parameters the docs "
+            "name"
         )
     if parts.fragment:
         raise AuditSinkConfigError(f"audit sink {redact(spec)}: a URI fragment means nothing here")
@@ -148,9 +150,14 @@ class _Query:
 
     def secret_ref(self, key: str) -> str:
         value = self.text(key)
-        if value and not value.startswith(_SECRET_SCHEMES):
-            # Never echo the value: it may be the secret itself.
-            raise self.error(f"{key} must be a reference (env:NAME or file:/path), not a value")
+        # Every kind resolve_secret knows, as for every other secret setting. Messages never
+        # echo the value: it may be the secret itself.
+        if value and not is_reference(value):
+            if value.partition(":")[0] == "vault":
+                raise self.error(f"{key}: {VAULT_UNSUPPORTED}")
+            raise self.error(
+                f"{key} must be a reference (env:NAME, file:/path or awssm:SECRET-ID), not a value"
+            )
         return value
 
     def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:

@@ -36,6 +36,8 @@ class Permission(StrEnum):
     KEYS_MANAGE = "tenant:keys:manage"
     # Identity providers, group-to-role mappings and SCIM tokens: who can sign in, as what.
     FEDERATION_MANAGE = "tenant:federation:manage"
+    # The tenant's failed background tasks (dead letters): read them and send them again.
+    TASKS_MANAGE = "tenant:tasks:manage"
 
 
 # Custom role names: lowercase, digits, '-' and '_' (built-in names are reserved).
@@ -83,6 +85,7 @@ _ADMIN = (
         Permission.TOOL_POLICY_MANAGE,
         Permission.APPROVALS_DECIDE,
         Permission.FEDERATION_MANAGE,
+        Permission.TASKS_MANAGE,
     }
 )
 _OWNER = _ADMIN | {Permission.TENANT_MANAGE, Permission.KEYS_MANAGE}

@@ -12,8 +12,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from obsigen.secrets.connect import inject_database_password
 
-def make_engine(url: str) -> AsyncEngine:
+
+def make_engine(url: str, password: str = "") -> AsyncEngine:
+    """``password`` is a secret reference (``storage.database_password``), read at each connect."""
     kwargs: dict[str, Any] = {}
     if url.startswith("mysql"):
         kwargs.update(pool_pre_ping=True, pool_recycle=1800)
@@ -24,6 +27,8 @@ def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+    if password:
+        inject_database_password(engine, password)
     return engine
 
 

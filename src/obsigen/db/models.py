@@ -59,6 +59,10 @@ class ApiKey(TenantScoped, Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The user a key acts for, if any: deprovisioning that user revokes it (docs/scim.md).
+    owner_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )
 
 
 class Conversation(TenantScoped, Base):

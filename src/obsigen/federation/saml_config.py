@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from obsigen.federation.saml_metadata import read_idp_metadata
 from obsigen.secretref import check_reference
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -46,3 +48,22 @@ class SamlConfig(BaseModel):
     def _key(cls, value: str) -> str:
         check_reference("sp_private_key", value)
         return value
+
+    @field_validator("sp_certificate")
+    @classmethod
+    def _certificate(cls, value: str) -> str:
+        if value:
+            try:
+                x509.load_pem_x509_certificate(value.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                raise ValueError("sp_certificate: one PEM X.509 certificate") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SamlConfig:
+        read_idp_metadata(self.idp_metadata_xml, self.pinned_certificates_sha256)
+        if bool(self.sp_private_key) != bool(self.sp_certificate):
+            raise ValueError("sp_private_key and sp_certificate go together")
+        if self.want_encrypted_assertions and not self.sp_private_key:
+            raise ValueError("want_encrypted_assertions needs sp_private_key and sp_certificate")
+        return self

@@ -30,6 +30,11 @@ def _owned_files(principal: Principal) -> Select[StoredFile]:
     )
 
 
+def readable_file_ids(principal: Principal) -> Select[tuple[str]]:
+    """The ids of the files ``principal`` may read, as a subquery (retrieval filters on it)."""
+    return _owned_files(principal).with_only_columns(StoredFile.id)
+
+
 async def access_file(session: AsyncSession, principal: Principal, file_id: str) -> StoredFile:
     row = await session.scalar(_owned_files(principal).where(StoredFile.id == file_id))
     if row is None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from obsigen.config import Settings
 from obsigen.files.local_store import LocalObjectStore
-from obsigen.files.stores import EncryptionHook, ObjectStore
+from obsigen.files.stores import AnyEncryptionHook, ObjectStore
 
 
-def make_object_store(settings: Settings, encryption: EncryptionHook | None = None) -> ObjectStore:
+def make_object_store(
+    settings: Settings, encryption: AnyEncryptionHook | None = None
+) -> ObjectStore:
     spec = settings.storage.object_store.strip()
     if spec == "local":
         return LocalObjectStore(settings.paths.data_dir / "objects", encryption)

@@ -17,12 +17,14 @@ from typing import BinaryIO
 
 from obsigen.files.stores import (
     CHUNK_SIZE,
-    EncryptionHook,
+    AnyEncryptionHook,
     IdentityEncryption,
     ObjectKey,
     ObjectNotFound,
     PutResult,
     new_digest,
+    open_decryptor,
+    open_encryptor,
     sealed,
     unsealed,
 )
@@ -31,9 +33,9 @@ TEMP_PREFIX = ".partial-"
 
 
 class LocalObjectStore:
-    def __init__(self, root: Path, encryption: EncryptionHook | None = None) -> None:
+    def __init__(self, root: Path, encryption: AnyEncryptionHook | None = None) -> None:
         self.root = root
-        self._encryption = encryption or IdentityEncryption()
+        self._encryption: AnyEncryptionHook = encryption or IdentityEncryption()
 
     def _tenant_dir(self, key: ObjectKey) -> Path:
         return self.root / key.tenant_id
@@ -57,7 +59,9 @@ class LocalObjectStore:
         digest = new_digest()
         try:
             with os.fdopen(fd, "wb") as out:
-                async for piece in sealed(chunks, self._encryption.encryptor(key), digest):
+                async for piece in sealed(
+                    chunks, await open_encryptor(self._encryption, key), digest
+                ):
                     await asyncio.to_thread(out.write, piece)
                 await asyncio.to_thread(_sync, out)
             await asyncio.to_thread(os.replace, temp, self.path_of(key))
@@ -73,7 +77,12 @@ class LocalObjectStore:
             handle = await asyncio.to_thread(self.path_of(key).open, "rb")
         except FileNotFoundError:
             raise ObjectNotFound("object not found") from None
-        return unsealed(_read_chunks(handle), self._encryption.decryptor(key))
+        try:
+            transform = await open_decryptor(self._encryption, key)
+        except BaseException:
+            handle.close()
+            raise
+        return unsealed(_read_chunks(handle), transform)
 
     async def delete(self, key: ObjectKey) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -22,12 +22,14 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from obsigen.files.stores import (
     CHUNK_SIZE,
-    EncryptionHook,
+    AnyEncryptionHook,
     IdentityEncryption,
     ObjectKey,
     ObjectNotFound,
     PutResult,
     new_digest,
+    open_decryptor,
+    open_encryptor,
     sealed,
     unsealed,
 )
@@ -90,9 +92,9 @@ class S3StoreConfig:
 
 
 class S3ObjectStore:
-    def __init__(self, config: S3StoreConfig, encryption: EncryptionHook | None = None) -> None:
+    def __init__(self, config: S3StoreConfig, encryption: AnyEncryptionHook | None = None) -> None:
         self.config = config
-        self._encryption = encryption or IdentityEncryption()
+        self._encryption: AnyEncryptionHook = encryption or IdentityEncryption()
         self._client: Any = None
 
     def _s3(self) -> Any:
@@ -148,7 +150,7 @@ class S3ObjectStore:
             parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
         try:
-            async for piece in sealed(chunks, self._encryption.encryptor(key), digest):
+            async for piece in sealed(chunks, await open_encryptor(self._encryption, key), digest):
                 buffer += piece
                 if len(buffer) >= self.config.part_size:
                     await send_part()
@@ -190,7 +192,12 @@ class S3ObjectStore:
             if _error_code(exc) in _NOT_FOUND:
                 raise ObjectNotFound("object not found") from None
             raise
-        return unsealed(_read_body(answer["Body"]), self._encryption.decryptor(key))
+        try:
+            transform = await open_decryptor(self._encryption, key)
+        except BaseException:
+            answer["Body"].close()
+            raise
+        return unsealed(_read_body(answer["Body"]), transform)
 
     async def delete(self, key: ObjectKey) -> None:
         client = await asyncio.to_thread(self._s3)

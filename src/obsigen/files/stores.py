@@ -71,6 +71,32 @@ class EncryptionHook(Protocol):
     def decryptor(self, key: ObjectKey) -> ChunkTransform: ...
 
 
+class AsyncEncryptionHook(Protocol):
+    """An encryption hook whose keys need I/O to find (a tenant's data key in the database,
+    unwrapped by a KMS or HSM): the stores await these instead of the synchronous pair."""
+
+    async def open_encryptor(self, key: ObjectKey) -> ChunkTransform: ...
+
+    async def open_decryptor(self, key: ObjectKey) -> ChunkTransform: ...
+
+
+AnyEncryptionHook = EncryptionHook | AsyncEncryptionHook
+
+
+async def open_encryptor(hook: AnyEncryptionHook, key: ObjectKey) -> ChunkTransform:
+    if hasattr(hook, "open_encryptor"):
+        return await hook.open_encryptor(key)
+    assert hasattr(hook, "encryptor")
+    return hook.encryptor(key)
+
+
+async def open_decryptor(hook: AnyEncryptionHook, key: ObjectKey) -> ChunkTransform:
+    if hasattr(hook, "open_decryptor"):
+        return await hook.open_decryptor(key)
+    assert hasattr(hook, "decryptor")
+    return hook.decryptor(key)
+
+
 class _Identity:
     def update(self, data: bytes) -> bytes:
         return data

@@ -24,7 +24,7 @@ from obsigen.authz.principal import Principal
 from obsigen.authz.roles import ensure_key_assignable, resolve_role
 from obsigen.config import AuthSettings
 from obsigen.db.base import utcnow
-from obsigen.db.models import ApiKey, RoleBinding, Tenant
+from obsigen.db.models import ApiKey, RoleBinding, Tenant, User
 from obsigen.errors import InvalidInput, NotFound
 from obsigen.identity.principals import load_principal
 
@@ -84,8 +84,13 @@ async def create_api_key(
     expires_in: timedelta | None,
     *,
     max_age: timedelta = DEFAULT_MAX_AGE,
+    owner_user_id: str | None = None,
 ) -> CreatedApiKey:
-    """A key holding ``role`` (built-in or the tenant's custom role) for ``expires_in``."""
+    """A key holding ``role`` (built-in or the tenant's custom role) for ``expires_in``.
+
+    ``owner_user_id`` names the user the key acts for: it stops working when that user is
+    deactivated or deprovisioned (docs/scim.md).
+    """
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise InvalidInput("key name: 1-100 characters")
@@ -96,6 +101,12 @@ async def create_api_key(
     except NotFound:
         raise InvalidInput(f"unknown role {role_name!r}") from None
     ensure_key_assignable(info)
+    if owner_user_id is not None:
+        owner = await session.scalar(
+            select(User.id).where(User.tenant_id == tenant.id, User.id == owner_user_id)
+        )
+        if owner is None:
+            raise InvalidInput("the key's owner is not a user of this tenant")
     lookup = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(16))
     secret = secrets.token_urlsafe(32)
     api_key = ApiKey(
@@ -104,6 +115,7 @@ async def create_api_key(
         lookup=lookup,
         secret_hash=_digest(secret),
         expires_at=utcnow() + lifetime,
+        owner_user_id=owner_user_id,
     )
     session.add(api_key)
     await session.flush()
@@ -139,4 +151,14 @@ async def authenticate_api_key(
     expires_at = api_key.expires_at or api_key.created_at + max_age
     if api_key.revoked_at is not None or expires_at <= now:
         return None
+    if api_key.owner_user_id is not None:
+        # Deprovisioning revokes the owner's keys; this also stops a key whose revocation
+        # was missed (e.g. the owner was deactivated by something other than SCIM).
+        status = await session.scalar(
+            select(User.status).where(
+                User.tenant_id == api_key.tenant_id, User.id == api_key.owner_user_id
+            )
+        )
+        if status != "active":
+            return None
     return await load_principal(session, api_key.tenant_id, "apikey", api_key.id)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from obsigen.egress import EgressAllowList
 from obsigen.inference.errors import (
     InferenceBadResponse,
     InferenceError,
@@ -52,6 +53,7 @@ class OpenAIHTTPProvider:
         max_retries: int = 2,
         max_tokens: int = 512,
         transport: httpx.AsyncBaseTransport | None = None,
+        egress: EgressAllowList | None = None,
     ) -> None:
         self.region = region
         self._model = model
@@ -72,6 +74,8 @@ class OpenAIHTTPProvider:
             follow_redirects=False,
             trust_env=False,  # egress is decided by our configuration, not by proxy variables
             transport=transport,
+            # Only the configured endpoint: nothing else is ever reached from here.
+            event_hooks=(egress or EgressAllowList.from_urls([base_url])).event_hooks(),
         )
 
     def __repr__(self) -> str:

@@ -124,9 +124,46 @@ def rotate_key(
         typer.echo(f"created {kind} key {done.created.kid} ({done.created.alg})")
         for info in done.demoted:
             typer.echo(f"  {info.kid} is now {info.state.value}, retires {info.retire_after}")
+        if kind == "kek" and settings.keys.tenant_encryption:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            try:
+                await _rewrap(settings)
+            except SQLAlchemyError as exc:
+                # The new KEK stands; the old one still unwraps, so nothing is unreadable.
+                typer.echo(
+                    f"warning: tenant data keys not re-wrapped ({type(exc).__name__}): "
+                    "run `obsigen keys rewrap` once the database is migrated and reachable",
+                    err=True,
+                )
 
     try:
         asyncio.run(run())
+    except ObsigenError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+
+
+async def _rewrap(settings: Settings) -> None:
+    from obsigen.tenantkeys.cli import run_rewrap
+
+    done = await run_rewrap(settings)
+    typer.echo(
+        f"tenant data keys: {done.rewrapped} re-wrapped under {done.kek_id}, "
+        f"{done.unchanged} already were (no data re-encrypted)"
+    )
+    for line in done.failed:
+        typer.echo(f"error: not re-wrapped: {line}", err=True)
+    if done.failed:
+        raise typer.Exit(1)
+
+
+@app.command("rewrap")
+def rewrap(config: ConfigOption = None) -> None:
+    """Re-wrap every tenant data key under the newest active KEK; data stays as it is."""
+    settings = _settings(config)
+    try:
+        asyncio.run(_rewrap(settings))
     except ObsigenError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from exc

@@ -143,7 +143,7 @@ async def _run(
     from obsigen.retention.purge import Purger
 
     ensure_data_dir(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.storage.database_password)
     sessions = make_sessionmaker(engine)
     recorder = AuditRecorder(make_audit_sinks(settings))
     store = make_object_store(settings)
@@ -217,7 +217,12 @@ async def _purge_audit(
         ).all()
     names = {row.id: row.name for row in rows}
     now = datetime.now(UTC)
-    retention = make_engine(database_url or settings.database_url)
+    retention = (
+        # An override URL is another database: the configured password is not its.
+        make_engine(database_url)
+        if database_url
+        else make_engine(settings.database_url, settings.storage.database_password)
+    )
     done = []
     try:
         for tenant_id in tenant_ids:

@@ -10,6 +10,8 @@ Kinds and what "expired" means (cut-offs from :mod:`obsigen.retention.policy`):
   ``owner_kind`` is ``artifact`` follow ``artifacts_days``.
 - ``pending_files``: rows still ``pending`` after ``pending_upload_hours``: uploads a crash
   cut short.
+- ``artifacts`` also counts rows of the ``artifacts`` table (slides, charts, sandbox outputs)
+  created before the ``artifacts_days`` cut-off, with their objects.
 
 For a file the object goes first, then the row: a row without an object is a dangling
 reference that the next run removes anyway, whereas an object without a row would be data
@@ -30,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from obsigen.audit.events import AuditEvent
 from obsigen.audit.recorder import AuditRecorder
 from obsigen.config import RetentionSettings
+from obsigen.db.artifacts_models import StoredArtifact
 from obsigen.db.files_models import StoredFile
 from obsigen.db.models import Conversation, Message, Tenant, ToolCall
 from obsigen.files.stores import ObjectKey, ObjectStore
@@ -129,6 +132,7 @@ class Purger:
             if self.store is not None:
                 for kind in ("files", "artifacts", "pending_files"):
                     await self._files(result, kind, self.store)
+                await self._artifacts(result, self.store)
         except Exception as exc:
             # Whatever went before the error is gone for good: it is audited all the same.
             await self._audit(result, error=type(exc).__name__)
@@ -203,8 +207,33 @@ class Purger:
         )
 
     async def _files(self, result: TenantPurge, kind: str, store: ObjectStore) -> None:
+        await self._objects_and_rows(
+            result, kind, StoredFile, self._expired_files(result, kind), store
+        )
+
+    # --- artifacts ----------------------------------------------------------------------------
+
+    def _expired_artifacts(self, result: TenantPurge) -> ColumnElement[bool]:
+        return (StoredArtifact.tenant_id == result.tenant_id) & (
+            StoredArtifact.created_at < result.cutoffs["artifacts"]
+        )
+
+    async def _artifacts(self, result: TenantPurge, store: ObjectStore) -> None:
+        await self._objects_and_rows(
+            result, "artifacts", StoredArtifact, self._expired_artifacts(result), store
+        )
+
+    # --- objects with a row each ----------------------------------------------------------------
+
+    async def _objects_and_rows(
+        self,
+        result: TenantPurge,
+        kind: str,
+        model: type[StoredFile] | type[StoredArtifact],
+        expired: ColumnElement[bool],
+        store: ObjectStore,
+    ) -> None:
         batch = self.settings.batch_size
-        expired = self._expired_files(result, kind)
         # Keyset paging by id: rows whose object could not be deleted stay behind and must
         # not be fetched again in this run.
         after = ""
@@ -212,9 +241,9 @@ class Purger:
             async with self.sessions.begin() as session:
                 rows = (
                     await session.execute(
-                        select(StoredFile.id, StoredFile.object_key)
-                        .where(expired, StoredFile.id > after)
-                        .order_by(StoredFile.id)
+                        select(model.id, model.object_key)
+                        .where(expired, model.id > after)
+                        .order_by(model.id)
                         .limit(batch)
                     )
                 ).all()
@@ -228,8 +257,9 @@ class Purger:
                 except Exception as exc:  # noqa: BLE001 - any store error: keep the row, go on
                     # Logged without the name: file names can be personal data.
                     logger.warning(
-                        "retention: object of file %s (tenant %s) not deleted, kept for the "
+                        "retention: object of %s %s (tenant %s) not deleted, kept for the "
                         "next run: %s",
+                        model.__tablename__,
                         row.id,
                         result.tenant_id,
                         type(exc).__name__,
@@ -239,7 +269,7 @@ class Purger:
                 gone.append(row.id)
             if gone:
                 async with self.sessions.begin() as session:
-                    removed = await _delete(session, StoredFile, StoredFile.id.in_(gone) & expired)
+                    removed = await _delete(session, model, model.id.in_(gone) & expired)
                 result.removed[kind] += removed
             if len(rows) < batch:
                 return
@@ -268,6 +298,12 @@ class Purger:
                         .where(self._expired_files(result, kind))
                     )
                     result.removed[kind] = await _scalar_count(session, query)
+                result.removed["artifacts"] += await _scalar_count(
+                    session,
+                    select(func.count())
+                    .select_from(StoredArtifact)
+                    .where(self._expired_artifacts(result)),
+                )
 
     async def _audit(self, result: TenantPurge, error: str | None = None) -> None:
         if self.recorder is None or (result.total == 0 and not result.failed and error is None):

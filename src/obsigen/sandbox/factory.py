@@ -60,11 +60,30 @@ def _backend(detection: Detection) -> tuple[SandboxBackend, functools.partial[No
     return backend, cleanup
 
 
+def _kubernetes_runner(settings: SandboxSettings) -> SandboxPool:
+    from obsigen.sandbox.kubernetes import KubeApi, KubernetesBackend, PodSettings
+
+    if not settings.k8s_image:
+        raise SandboxUnavailable("sandbox backend 'kubernetes' needs sandbox.k8s_image")
+    api = KubeApi(settings.k8s_api_url) if settings.k8s_api_url else KubeApi.in_cluster()
+    pods = PodSettings(settings.k8s_namespace, settings.k8s_image, settings.k8s_runtime_class)
+    # size=0: a Pod is made with its code, so there is nothing to prepare ahead.
+    return SandboxPool(
+        KubernetesBackend(api, pods),
+        limits_from(settings),
+        size=0,
+        concurrency=settings.concurrency,
+        queue_timeout_s=settings.queue_timeout_s,
+    )
+
+
 def build_runner(settings: SandboxSettings) -> SandboxPool | None:
     """The runner, or None when no backend works here (``obsigen doctor`` says why).
 
     A backend named explicitly in the settings that cannot run is an error, not a fallback.
     """
+    if settings.backend == "kubernetes":
+        return _kubernetes_runner(settings)
     detection = detect(settings.backend)
     if detection.backend is None:
         if settings.backend != "auto":

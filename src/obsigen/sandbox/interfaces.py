@@ -1,7 +1,8 @@
 """What a sandbox run is: the request, its limits, its result, and the runner that does it.
 
-Two backends implement :class:`SandboxBackend` (gVisor, bubblewrap); the pool turns either into
-a :class:`SandboxRunner`, the one thing the rest of the platform sees.
+Three backends implement :class:`SandboxBackend` (gVisor, bubblewrap, Kubernetes Pods); the
+pool turns any of them into a :class:`SandboxRunner`, the one thing the rest of the platform
+sees.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal, Protocol
 
 from obsigen.errors import InvalidInput, Unavailable
 
-BackendName = Literal["gvisor", "bwrap"]
+BackendName = Literal["gvisor", "bwrap", "kubernetes"]
 
 # Why a run was stopped from outside; None when the code ended on its own.
 KilledReason = Literal["timeout", "memory", "output_limit", "file_size", "cpu_time"]

@@ -3,9 +3,10 @@
 States: ``ok``; ``warn`` from ``[secrets] warn_fraction`` (80 %) of the maximum; ``expired``
 past it; ``unknown`` when the age cannot be read; ``not configured`` when there is nothing
 to rotate. ``enforce_rotation`` refuses a start with an expired signing key, KEK or database
-credential. API keys are not in that list: every key carries an expiry no later than
-``auth.apikey_max_days`` after its creation and authentication refuses it from then on, so
-an old key stops working by itself; the report only warns before that happens.
+credential. API keys and SCIM tokens are not in that list: every one carries an expiry no
+later than its maximum age (``auth.apikey_max_days``, ``secrets.max_age_days.scim_token``)
+after its creation and authentication refuses it from then on, so an old one stops working by
+itself; the report only warns before that happens.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ async def _api_key_items(
         if sessions is None:
             from obsigen.db.engine import make_engine
 
-            engine = make_engine(settings.database_url)
+            engine = make_engine(settings.database_url, settings.storage.database_password)
             sessions = async_sessionmaker(engine, expire_on_commit=False)
         async with sessions() as session:
             return await api_key_items(session, settings, now)
@@ -241,16 +242,94 @@ def db_credential_item(settings: Settings, now: datetime) -> RotationItem:
     return RotationItem("db_credential", "storage.database_url", _days(age), max_days, state, note)
 
 
-def scim_token_item(settings: Settings) -> RotationItem:
-    # SCIM tokens are not implemented yet: nothing can be old.
-    return RotationItem(
-        "scim_token",
-        "-",
-        None,
-        settings.secrets.max_age_days.scim_token,
-        RotationState.NOT_CONFIGURED,
-        "SCIM provisioning is not set up",
-    )
+async def scim_token_items(
+    session: AsyncSession, settings: Settings, now: datetime
+) -> list[RotationItem]:
+    """Like API keys: SCIM tokens past ``warn_fraction`` of their lifetime, or one summary.
+
+    A token's lifetime is ``expires_at - created_at``, capped by
+    ``secrets.max_age_days.scim_token``, which verification also enforces on every use.
+    """
+    from obsigen.db.scim_models import ScimToken
+
+    max_days = settings.secrets.max_age_days.scim_token
+    max_age = timedelta(days=max_days)
+    rows = (await session.scalars(select(ScimToken).where(ScimToken.revoked_at.is_(None)))).all()
+    warned: list[RotationItem] = []
+    active = 0
+    oldest = timedelta(0)
+    for row in rows:
+        ends = min(row.expires_at, row.created_at + max_age)
+        if ends <= now:
+            continue
+        active += 1
+        age = now - row.created_at
+        oldest = max(oldest, age)
+        lifetime = ends - row.created_at
+        if age_state(age, lifetime, settings.secrets.warn_fraction) is RotationState.WARN:
+            warned.append(
+                RotationItem(
+                    "scim_token",
+                    f"{row.id} ({row.name})",
+                    _days(age),
+                    _days(lifetime),
+                    RotationState.WARN,
+                    f"expires {ends.isoformat()}: obsigen scim token create, then revoke this one",
+                )
+            )
+    if warned:
+        return warned
+    if not active:
+        return [
+            RotationItem(
+                "scim_token",
+                "-",
+                None,
+                max_days,
+                RotationState.NOT_CONFIGURED,
+                "no active SCIM tokens",
+            )
+        ]
+    return [
+        RotationItem(
+            "scim_token",
+            f"all {active} active tokens",
+            _days(oldest),
+            max_days,
+            RotationState.OK,
+            "oldest token shown",
+        )
+    ]
+
+
+async def _scim_token_items(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession] | None,
+    now: datetime,
+) -> list[RotationItem]:
+    engine = None
+    try:
+        if sessions is None:
+            from obsigen.db.engine import make_engine
+
+            engine = make_engine(settings.database_url, settings.storage.database_password)
+            sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            return await scim_token_items(session, settings, now)
+    except Exception as exc:  # noqa: BLE001 - e.g. not migrated yet; reported, not fatal here
+        return [
+            RotationItem(
+                "scim_token",
+                "-",
+                None,
+                settings.secrets.max_age_days.scim_token,
+                RotationState.UNKNOWN,
+                f"cannot read SCIM tokens: {type(exc).__name__}",
+            )
+        ]
+    finally:
+        if engine is not None:
+            await engine.dispose()
 
 
 async def rotation_report(
@@ -271,7 +350,7 @@ async def rotation_report(
         *await _provider_items("signing_key", signing, settings.keys.signing, settings, now),
         *await _provider_items("kek", kek, settings.keys.kek, settings, now),
         *await _api_key_items(settings, sessions, now),
-        scim_token_item(settings),
+        *await _scim_token_items(settings, sessions, now),
         db_credential_item(settings, now),
     ]
 

@@ -26,6 +26,8 @@ class ToolContext:
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     content: str
+    # Ids of the artifacts the call made (slides, charts, files), for the caller to link.
+    artifacts: tuple[str, ...] = ()
 
 
 class Tool(Protocol):

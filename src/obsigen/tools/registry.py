@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from obsigen.artifacts.store import ArtifactStore
 from obsigen.inference.interfaces import ToolSpec
 from obsigen.sandbox.interfaces import SandboxRunner
+from obsigen.tools.artifact_tools import artifact_tools
 from obsigen.tools.calculator import CalculatorTool
 from obsigen.tools.interfaces import Tool
 from obsigen.tools.run_python import RunPythonTool
@@ -20,6 +22,10 @@ class ToolRegistry:
             raise ValueError(f"tool {tool.spec.name!r} is registered already")
         self._tools[tool.spec.name] = tool
 
+    def replace(self, tool: Tool) -> None:
+        """Put ``tool`` in place of the one of its name (a deployment's own implementation)."""
+        self._tools[tool.spec.name] = tool
+
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
@@ -30,9 +36,14 @@ class ToolRegistry:
         return name in self._tools
 
 
-def default_registry(sandbox: SandboxRunner | None = None) -> ToolRegistry:
-    """The server's tools; ``run_python`` only where a sandbox backend runs."""
+def default_registry(
+    sandbox: SandboxRunner | None = None, artifacts: ArtifactStore | None = None
+) -> ToolRegistry:
+    """The server's tools: ``run_python`` only where a sandbox backend runs; the slide and
+    chart makers where artifacts can be stored (``run_python`` then keeps ``/output`` files)."""
     tools: list[Tool] = [CalculatorTool()]
     if sandbox is not None:
-        tools.append(RunPythonTool(sandbox))
+        tools.append(RunPythonTool(sandbox, artifacts))
+    if artifacts is not None:
+        tools.extend(artifact_tools(artifacts))
     return ToolRegistry(tools)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from obsigen.artifacts.outputs import SavedOutputs, save_outputs
+from obsigen.artifacts.store import ArtifactOrigin, ArtifactStore
 from obsigen.inference.interfaces import ToolSpec
 from obsigen.sandbox.interfaces import (
     MAX_CODE_BYTES,
@@ -39,8 +41,10 @@ def _clip(text: str) -> str:
     return text[:STREAM_CHARS] + f"\n[... {len(text) - STREAM_CHARS} more characters]"
 
 
-def describe(result: RunResult) -> str:
-    """The run as the model reads it: status first, then the streams, then the files."""
+def describe(result: RunResult, outputs: SavedOutputs | None = None) -> str:
+    """The run as the model reads it: status first, then the streams, then the files.
+
+    With ``outputs``, the files are those kept as artifacts (by id) and those refused."""
     lines = [f"exit code: {result.exit_code}"]
     if result.killed_reason is not None:
         lines.append(_STOPPED[result.killed_reason])
@@ -50,11 +54,20 @@ def describe(result: RunResult) -> str:
     if result.stderr:
         truncated = " (truncated)" if result.stderr_truncated else ""
         lines += [f"stderr{truncated}:", _clip(result.stderr)]
-    for artifact in result.artifacts:
-        lines.append(
-            f"file: /output/{artifact.name} ({artifact.media_type}, {artifact.size} bytes)"
-        )
-    for rejected in result.rejected_artifacts:
+    if outputs is None:
+        for artifact in result.artifacts:
+            lines.append(
+                f"file: /output/{artifact.name} ({artifact.media_type}, {artifact.size} bytes)"
+            )
+    else:
+        for file, row in outputs.saved:
+            lines.append(
+                f"file: /output/{file.name} ({row.content_type}, {row.size} bytes) saved as "
+                f"artifact {row.id} ({row.name!r}); the user can download it at "
+                f"/api/v1/artifacts/{row.id}"
+            )
+    rejected_files = (*result.rejected_artifacts, *(outputs.refused if outputs else ()))
+    for rejected in rejected_files:
         lines.append(f"file not returned: {rejected}")
     if len(lines) == 1:
         lines.append("(no output)")
@@ -82,8 +95,10 @@ class RunPythonTool:
         },
     )
 
-    def __init__(self, runner: SandboxRunner) -> None:
+    def __init__(self, runner: SandboxRunner, artifacts: ArtifactStore | None = None) -> None:
         self._runner = runner
+        # Where /output files are kept for the user; None: they are only described.
+        self._artifacts = artifacts
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         code = arguments.get("code")
@@ -96,4 +111,17 @@ class RunPythonTool:
         except (SandboxBusy, SandboxUnavailable, SandboxFailed) as exc:
             # The model is told, and may retry or answer without running code.
             raise ToolInputError(f"code execution failed: {exc.detail}") from exc
-        return ToolResult(content=describe(result))
+        if self._artifacts is None or not result.artifacts:
+            return ToolResult(content=describe(result))
+        origin = ArtifactOrigin(
+            conversation_id=context.conversation_id or None,
+            interaction_id=context.interaction_id or None,
+            source="tool:run_python",
+        )
+        outputs = await save_outputs(
+            self._artifacts, context.principal, result.artifacts, origin=origin
+        )
+        return ToolResult(
+            content=describe(result, outputs),
+            artifacts=tuple(row.id for _, row in outputs.saved),
+        )

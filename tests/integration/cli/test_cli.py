@@ -275,7 +275,9 @@ def test_doctor_plain_names_the_database_backend(installed: Installation) -> Non
 def test_doctor_reports_an_unreachable_database_without_its_password(tmp_path: Path) -> None:
     run = runner(
         tmp_path / "var",
-        OBSIGEN_STORAGE__DATABASE_URL="mysql+asyncmy://obsigen:hunter2-secret@127.0.0.1:9/obsigen",
+        OBSIGEN_STORAGE__DATABASE_URL="mysql+asyncmy://obsigen@127.0.0.1:9/obsigen",
+        OBSIGEN_STORAGE__DATABASE_PASSWORD="env:DOCTOR_TEST_DB_PASSWORD",
+        DOCTOR_TEST_DB_PASSWORD="hunter2-secret",  # pragma: allowlist secret
         OBSIGEN_STORAGE__REGION="de",
     )
     result = run("doctor")

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from obsigen.config import Settings
 from obsigen.web.edge import install_edge
+from obsigen.web.problems import install_problem_handlers
 from obsigen.web.serve import serve, uvicorn_config
 from obsigen.web.tls import TLS12_CIPHERS, TlsConfigError, build_ssl_context
 
@@ -90,6 +91,11 @@ def tiny_app(settings: Settings) -> FastAPI:
     async def ok() -> dict[str, bool]:
         return {"ok": True}
 
+    @app.get("/raises")
+    async def raises() -> None:
+        raise RuntimeError("a bug: the answer is still a 500 with every header")
+
+    install_problem_handlers(app)
     install_edge(app, settings)
     return app
 
@@ -205,12 +211,17 @@ def test_https_responses_carry_hsts_and_the_security_headers(pki: Pki, https_por
     with httpx.Client(verify=context, timeout=IO_TIMEOUT_S) as client:
         ok = client.get(f"https://127.0.0.1:{https_port}/ok")
         missing = client.get(f"https://127.0.0.1:{https_port}/missing")
+        failed = client.get(f"https://127.0.0.1:{https_port}/raises")
     assert ok.status_code == 200
     assert ok.json() == {"ok": True}
-    for response in (ok, missing):
+    assert (missing.status_code, failed.status_code) == (404, 500)
+    for response in (ok, missing, failed):
         assert response.headers["strict-transport-security"] == (
             "max-age=31536000; includeSubDomains"
         )
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "server" not in response.headers
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 from alembic import context
 
 from obsigen.db import (  # noqa: F401  - registers the tables on Base.metadata
+    artifacts_models,
     auth_models,
     federation_models,
     files_models,
     models,
+    retrieval_models,
+    scim_models,
+    tasks_models,
+    tenant_keys_models,
     tool_policy_models,
 )
 from obsigen.db.base import Base

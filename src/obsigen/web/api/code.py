@@ -11,6 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from obsigen.artifacts.outputs import SavedOutputs, save_outputs
+from obsigen.artifacts.store import ArtifactOrigin, ArtifactStore
 from obsigen.audit.events import AuditEvent, Outcome, actor_of, digest
 from obsigen.authz.permissions import Permission
 from obsigen.authz.principal import Principal
@@ -54,6 +56,10 @@ class ArtifactOut(BaseModel):
     size: int
     sha256: str
     content_base64: str
+    # The stored artifact (GET /api/v1/artifacts/{id}); None when the upload rules refused
+    # to keep the file, and then ``not_saved`` says why.
+    id: str | None = None
+    not_saved: str | None = None
 
 
 class CodeRunOut(BaseModel):
@@ -82,20 +88,22 @@ def _files(items: list[FileIn]) -> dict[str, bytes]:
     return files
 
 
-def _out(result: RunResult) -> CodeRunOut:
+def _out(result: RunResult, outputs: SavedOutputs) -> CodeRunOut:
     return CodeRunOut(
         stdout=result.stdout,
         stderr=result.stderr,
         exit_code=result.exit_code,
         artifacts=[
             ArtifactOut(
-                name=a.name,
-                media_type=a.media_type,
-                size=a.size,
-                sha256=a.sha256,
-                content_base64=base64.b64encode(a.data).decode(),
+                name=out.file.name,
+                media_type=out.file.media_type,
+                size=out.file.size,
+                sha256=out.file.sha256,
+                content_base64=base64.b64encode(out.file.data).decode(),
+                id=out.artifact.id if out.artifact else None,
+                not_saved=None if out.artifact else out.refused,
             )
-            for a in result.artifacts
+            for out in outputs.files
         ],
         duration_ms=result.duration_ms,
         timed_out=result.timed_out,
@@ -104,6 +112,23 @@ def _out(result: RunResult) -> CodeRunOut:
         stderr_truncated=result.stderr_truncated,
         rejected_artifacts=list(result.rejected_artifacts),
         backend=result.backend,
+    )
+
+
+async def _save_outputs(
+    services: Services, request: Request, principal: Principal, result: RunResult
+) -> SavedOutputs:
+    """Keep what the run left in /output as the caller's artifacts (upload rules apply)."""
+    origin = ArtifactOrigin(
+        source="api:code.run", source_address=request.client.host if request.client else None
+    )
+    store = ArtifactStore(services.sessions, services.objects, services.audit)
+    return await save_outputs(
+        store,
+        principal,
+        result.artifacts,
+        origin=origin,
+        scratch_dir=services.settings.paths.data_dir / "tmp",
     )
 
 
@@ -165,13 +190,22 @@ async def run_code(
                 headers={"Retry-After": str(exc.retry_after_s)},
             )  # fmt: skip
         raise
+    outputs = await _save_outputs(services, request, principal, result)
     clean = result.exit_code == 0 and result.killed_reason is None
     await _audit(
         services, request, principal, "tool.call", "success" if clean else "failure",
         status="ok" if clean else "error", code_digest=code_digest,
         files=sorted(files), exit_code=result.exit_code, killed_reason=result.killed_reason,
         duration_ms=result.duration_ms, backend=result.backend,
-        artifacts=[{"name": a.name, "sha256": a.sha256, "size": a.size} for a in result.artifacts],
+        artifacts=[
+            {
+                "name": out.file.name,
+                "sha256": out.file.sha256,
+                "size": out.file.size,
+                "artifact_id": out.artifact.id if out.artifact else None,
+            }
+            for out in outputs.files
+        ],
         stdout_digest=digest(result.stdout), stderr_digest=digest(result.stderr),
     )  # fmt: skip
-    return _out(result)
+    return _out(result, outputs)

@@ -21,6 +21,7 @@ from obsigen.db.base import utcnow
 from obsigen.db.models import Conversation, Message, ToolCall
 from obsigen.errors import NotFound
 from obsigen.inference.interfaces import ChatMessage
+from obsigen.tenantkeys.bodies import open_bodies
 from obsigen.web.api.openai_schemas import MAX_CONTENT_CHARS
 from obsigen.web.auth import require, services_of
 
@@ -137,6 +138,7 @@ async def get(
     async with services_of(request).sessions() as session:
         row = await access_conversation_by_id(session, principal, conversation_id)
         messages = await messages_of(session, row)
+        await open_bodies(session, messages)
         calls = await tool_calls_of(session, row)
     return ConversationDetail(
         **_conversation(row).model_dump(),
@@ -179,7 +181,9 @@ async def list_messages(
 ) -> list[MessageOut]:
     async with services_of(request).sessions() as session:
         row = await access_conversation_by_id(session, principal, conversation_id)
-        return [_message(m) for m in await messages_of(session, row)]
+        messages = await messages_of(session, row)
+        await open_bodies(session, messages)
+        return [_message(m) for m in messages]
 
 
 @router.post("/{conversation_id}/messages", status_code=201)
@@ -212,4 +216,5 @@ async def send_message(
     async with services.sessions() as session:
         message = await session.get(Message, finished.message_id)
         assert message is not None
+        await open_bodies(session, [message])
         return _message(message)

@@ -6,6 +6,7 @@ or accepted, every download and every deletion is audited.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,10 @@ from obsigen.files.multipart_stream import MultipartFileStream, boundary_of
 from obsigen.files.names import content_disposition
 from obsigen.files.stores import ObjectKey
 from obsigen.files.uploads import UploadLimits, store_upload
+from obsigen.retrieval.service import retrieval_of
 from obsigen.web.auth import require, services_of
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
@@ -113,6 +117,13 @@ async def upload(
         row.id,
         {"name": row.name, "size": row.size, "sha256": row.sha256, "type": row.content_type},
     )
+    retrieval = retrieval_of(services)
+    if retrieval is not None:
+        # Indexed in the background; GET /api/v1/files/{id}/ingestion shows the progress.
+        try:
+            await retrieval.enqueue(row.tenant_id, row.id)
+        except Exception:  # the upload stands; the file shows as not indexed ("none")
+            log.exception("could not queue file %s for indexing", row.id)
     return _out(row)
 
 

@@ -1,0 +1,107 @@
+"""What the artifact-making tools share: argument checking, naming, saving, the reply.
+
+``artifact_tools`` is the factory the registry calls; every tool here needs the artifact
+store (object store + database + audit), so they exist only where one is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from obsigen.artifacts.store import ArtifactKind, ArtifactOrigin, ArtifactStore
+from obsigen.db.artifacts_models import StoredArtifact
+from obsigen.files.names import sanitise_filename
+from obsigen.tools.interfaces import Tool, ToolContext, ToolInputError
+
+logger = logging.getLogger(__name__)
+
+MAX_STEM_CHARS = 100
+_SEPARATORS = re.compile(r"[/\\]+")
+Spec = TypeVar("Spec", bound=BaseModel)
+
+FILENAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "maxLength": MAX_STEM_CHARS,
+    "description": "Optional file name without extension; the title is used when omitted.",
+}
+
+
+def parse_arguments(model: type[Spec], arguments: dict[str, Any]) -> tuple[Spec, str]:
+    """The validated spec and the requested file name; ToolInputError says what is wrong."""
+    arguments = dict(arguments)
+    filename = arguments.pop("filename", "")
+    if not isinstance(filename, str) or len(filename) > MAX_STEM_CHARS:
+        raise ToolInputError(f"'filename' must be a string of at most {MAX_STEM_CHARS} characters")
+    try:
+        return model.model_validate(arguments), filename
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'arguments'}: {error['msg']}"
+            for error in exc.errors(include_url=False)[:8]
+        ]
+        raise ToolInputError("invalid arguments: " + "; ".join(problems)) from None
+
+
+def artifact_name(stem: str, fallback: str, extension: str) -> str:
+    """A safe file name ending in ``.extension`` from a title or a requested name."""
+    # A "/" in a title is punctuation, not a directory: keep both sides.
+    cleaned = _SEPARATORS.sub("-", stem).strip()[:MAX_STEM_CHARS] or fallback
+    name = sanitise_filename(f"{cleaned}.{extension}")
+    return name if name.endswith(f".{extension}") else f"{fallback}.{extension}"
+
+
+def tool_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema["properties"]["filename"] = FILENAME_SCHEMA
+    return schema
+
+
+async def save_artifact(
+    store: ArtifactStore,
+    context: ToolContext,
+    *,
+    tool: str,
+    kind: ArtifactKind,
+    name: str,
+    content_type: str,
+    data: bytes,
+) -> StoredArtifact:
+    origin = ArtifactOrigin(
+        conversation_id=context.conversation_id or None,
+        interaction_id=context.interaction_id or None,
+        source=f"tool:{tool}",
+    )
+    try:
+        return await store.save(
+            context.principal,
+            kind=kind,
+            name=name,
+            content_type=content_type,
+            data=data,
+            origin=origin,
+        )
+    except Exception as exc:
+        # The store's own error may name hosts or buckets: the model gets a plain sentence,
+        # the log the cause.
+        logger.exception("tool %s could not save its artifact", tool)
+        raise ToolInputError("the file was made but could not be stored; try again later") from exc
+
+
+def describe_artifact(row: StoredArtifact, what: str) -> str:
+    return (
+        f"Created {what} {row.name!r} ({row.content_type}, {row.size} bytes) as artifact "
+        f"{row.id}. The user can download it at /api/v1/artifacts/{row.id}; refer to it by "
+        "that name, do not paste its content."
+    )
+
+
+def artifact_tools(store: ArtifactStore) -> list[Tool]:
+    # Imported here: the tool modules import this one for the shared helpers.
+    from obsigen.tools.make_chart import MakeChartTool
+    from obsigen.tools.make_slides import MakeSlidesTool
+
+    return [MakeSlidesTool(store), MakeChartTool(store)]
