@@ -45,7 +45,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Foreign keys make tenant deletion cascade; WAL lets readers run beside the writer.
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # As long as the connect timeout: a writer signing a checkpoint or creating a tenant key
+    # holds the lock for a moment, longer on a loaded host; waiting beats failing.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

@@ -55,9 +55,29 @@ def artifact_name(stem: str, fallback: str, extension: str) -> str:
 
 
 def tool_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with every ``$ref`` inlined: a tool's parameters are embedded in
+    larger documents (the embedded model's grammar joins every tool's schema under one root,
+    and OpenAI-compatible servers vary in ``$defs`` support), where a ``#/$defs/...`` pointer
+    would resolve against the wrong root."""
     schema = model.model_json_schema()
-    schema["properties"]["filename"] = FILENAME_SCHEMA
-    return schema
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    inlined: dict[str, Any] = _inline_refs(schema, definitions, ())
+    inlined["properties"]["filename"] = FILENAME_SCHEMA
+    return inlined
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.removeprefix("#/$defs/")
+        if name in seen:  # pragma: no cover - our tool models are not recursive
+            raise ValueError(f"recursive schema {name!r} cannot be inlined")
+        return _inline_refs(definitions[name], definitions, (*seen, name))
+    return {key: _inline_refs(value, definitions, seen) for key, value in node.items()}
 
 
 async def save_artifact(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import pytest
@@ -87,3 +88,16 @@ def test_artifact_names_are_safe_and_keep_their_extension(stem: str, expected: s
 
 def test_a_tool_result_carries_no_artifacts_by_default() -> None:
     assert ToolResult("text").artifacts == ()
+
+
+def test_tool_parameters_are_self_contained() -> None:
+    # The embedded model joins every tool's schema under one root: a "#/$defs/..." pointer
+    # would resolve against that root and break the grammar (a 500 before this was inlined).
+    from obsigen.artifacts.charts import ChartSpec
+    from obsigen.artifacts.slides import DeckSpec
+    from obsigen.tools.artifact_tools import tool_parameters
+
+    for model in (ChartSpec, DeckSpec):
+        text = json.dumps(tool_parameters(model))
+        assert "$ref" not in text
+        assert "$defs" not in text
