@@ -7,17 +7,20 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from tests.conftest import Platform
+from tests.conftest import Platform, platform_settings, running_platform
+from tests.fakes.openai_upstream import FakeUpstream
 
 from obsigen.audit.chain import make_entry
 from obsigen.audit.db_store import DatabaseAuditSink
 from obsigen.audit.events import AuditEvent
+from obsigen.db.engine import make_engine
+from obsigen.db.migrate import upgrade_to_head
 from obsigen.identity.tenants import tenant_by_name
 
 OBSIGEN = Path(sys.executable).parent / "obsigen"
@@ -45,6 +48,28 @@ class Expected:
     seq: int
     event_id: str | None
     words: str
+
+
+@pytest.fixture
+async def platform(
+    database_url: str,
+    upstream_server: tuple[FakeUpstream, str],
+    upstream: FakeUpstream,
+    tmp_path: Path,
+) -> AsyncIterator[Platform]:
+    """The shared platform, but on SQLite with a database file of its own: these tests run the
+    CLI in a second process against the database, and a file shared with the rest of the
+    session made them wait on whatever else held its write lock."""
+    if database_url.startswith("sqlite"):
+        database_url = f"sqlite+aiosqlite:///{tmp_path / 'audit-tamper.db'}"
+        engine = make_engine(database_url)
+        try:
+            await upgrade_to_head(engine)
+        finally:
+            await engine.dispose()
+    settings = platform_settings(tmp_path / "var", database_url, upstream_server[1])
+    async with running_platform(settings, upstream) as running:
+        yield running
 
 
 def obsigen(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
