@@ -22,9 +22,9 @@ from obsigen.audit.events import AuditEvent, actor_of
 from obsigen.authz.permissions import Permission
 from obsigen.authz.principal import Principal
 from obsigen.db.artifacts_models import StoredArtifact
-from obsigen.files.names import content_disposition
 from obsigen.files.stores import ObjectKey
 from obsigen.web.auth import require, services_of
+from obsigen.web.downloads import stored_object_response
 
 router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
 
@@ -81,17 +81,8 @@ async def download(
         row = await access_artifact(session, principal, artifact_id)
     stream = await services.objects.get_stream(ObjectKey.parse(row.object_key))
     await _audit(request, principal, "file.download", row)
-    return StreamingResponse(
-        stream,
-        media_type=row.content_type,
-        headers={
-            "Content-Length": str(row.size),
-            "Content-Disposition": content_disposition(row.name),
-            # Served as data, never rendered: no sniffing, no scripts, no caching.
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Cache-Control": "private, no-store",
-        },
+    return stored_object_response(
+        stream, name=row.name, content_type=row.content_type, size=row.size
     )
 
 

@@ -24,11 +24,11 @@ from obsigen.errors import ObsigenError
 from obsigen.files.access import access_file, list_files
 from obsigen.files.errors import UploadTooLarge
 from obsigen.files.multipart_stream import MultipartFileStream, boundary_of
-from obsigen.files.names import content_disposition
 from obsigen.files.stores import ObjectKey
 from obsigen.files.uploads import UploadLimits, store_upload
 from obsigen.retrieval.service import retrieval_of
 from obsigen.web.auth import require, services_of
+from obsigen.web.downloads import stored_object_response
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +162,8 @@ async def download(
         row.id,
         {"name": row.name, "size": row.size, "sha256": row.sha256},
     )
-    return StreamingResponse(
-        stream,
-        media_type=row.content_type,
-        headers={
-            "Content-Length": str(row.size),
-            "Content-Disposition": content_disposition(row.name),
-            # Served as data, never rendered: no sniffing, no scripts, no caching.
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Cache-Control": "private, no-store",
-        },
+    return stored_object_response(
+        stream, name=row.name, content_type=row.content_type, size=row.size
     )
 
 
