@@ -40,6 +40,7 @@ from obsigen.inference.interfaces import (
     ToolSpec,
     Usage,
 )
+from obsigen.tenantkeys.bodies import prepare_sealing
 from obsigen.tools.interfaces import ToolContext
 from obsigen.tools.registry import ToolRegistry
 
@@ -167,6 +168,7 @@ async def run_turn(services: TurnServices, request: TurnRequest) -> AsyncIterato
 
 async def _persist_prompt(turn: _Turn) -> tuple[ChatMessage, ...]:
     request = turn.request
+    await prepare_sealing(turn.services.sessions, request.principal.tenant_id)
     async with turn.services.sessions.begin() as session:
         conversation = await store.open_conversation(
             session, request.principal, request.conversation_id, request.model
@@ -214,6 +216,7 @@ async def _audit_verdict(turn: _Turn, result: GuardResult, *, source: str) -> No
         score=result.score,
         categories=list(result.categories),
         detector=result.detector,
+        policy_version=result.policy_version,
     )
 
 

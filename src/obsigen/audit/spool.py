@@ -114,8 +114,9 @@ class SpoolPolicy:
     # database keeps the record); "never": leave it to the OS (tests, tmpfs).
     fsync: FsyncPolicy = "always"
     fsync_interval_s: float = 1.0
-    # The bound on an emit: the spool write, never the remote sink.
-    emit_timeout_s: float = 1.0
+    # The bound on an emit: the spool write, never the remote sink. A shared disk under load
+    # has fsyncs past a second; five is still "stalled" for anything a person waits on.
+    emit_timeout_s: float = 5.0
     # One delivery attempt: at most this many events / bytes, at most attempt_timeout_s.
     batch_events: int = 500
     batch_bytes: int = 4 << 20

@@ -30,6 +30,18 @@ def attach_cipher(sessions: async_sessionmaker[AsyncSession], cipher: TenantCiph
     sessions.configure(info=info)
 
 
+async def prepare_sealing(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> None:
+    """Make sure the tenant's data key exists before a transaction that seals bodies begins.
+
+    On MariaDB a first key is created in a transaction of its own; doing that from inside a
+    turn's transaction needs a second pooled connection per turn, and enough concurrent first
+    turns of one tenant would hold the whole pool while waiting for it.
+    """
+    found = (sessions.kw.get("info") or {}).get(_INFO_KEY)
+    if isinstance(found, TenantCipher):
+        await found.keyring.active_key(tenant_id)
+
+
 def cipher_of(session: AsyncSession) -> TenantCipher | None:
     found = session.info.get(_INFO_KEY)
     return found if isinstance(found, TenantCipher) else None

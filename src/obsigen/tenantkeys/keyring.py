@@ -11,6 +11,7 @@ second session opened inside a write transaction would wait on the first until i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ class TenantKeyring:
         self._ttl_s = ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[TenantKeys, float]] = {}
+        # One creator per tenant in this process: concurrent first writers wait for it instead
+        # of each taking a second pooled connection while holding their own (that exhausts
+        # the pool and every one of them waits out its timeout).
+        self._creating: dict[str, asyncio.Lock] = {}
         self._kek: tuple[str, float] | None = None
 
     # --- reading ---------------------------------------------------------------------------
@@ -90,9 +95,13 @@ class TenantKeyring:
         if cached is not None and cached.active_version is not None:
             return cached.active()
         if session is not None:
-            return await self._active_in(session, tenant_id)
-        async with self._sessions.begin() as own:
-            return await self._active_in(own, tenant_id)
+            found = await self._active_in(session, tenant_id)
+        else:
+            async with self._sessions.begin() as own:
+                found = await self._active_in(own, tenant_id)
+        # Created apart only after our own session is closed when we opened it: holding it
+        # while asking the pool for another is how a busy pool deadlocks.
+        return found if found is not None else await self._create_apart(tenant_id)
 
     def forget(self, tenant_id: str | None = None) -> None:
         """Drop cached plaintext keys: one tenant's, or all."""
@@ -135,7 +144,8 @@ class TenantKeyring:
         self._cache[tenant_id] = (found, self._clock() + self._ttl_s)
         return found
 
-    async def _active_in(self, session: AsyncSession, tenant_id: str) -> tuple[int, bytes]:
+    async def _active_in(self, session: AsyncSession, tenant_id: str) -> tuple[int, bytes] | None:
+        """The active key, created in ``session`` on SQLite; None: create it apart (MariaDB)."""
         found = await self._load(session, tenant_id)
         if found.active_version is not None:
             return found.active()
@@ -145,11 +155,18 @@ class TenantKeyring:
             async with session.begin_nested():
                 await self._create(session, tenant_id)
             return (await self._load(session, tenant_id)).active()
-        return await self._create_apart(tenant_id)
+        return None
 
     async def _create_apart(self, tenant_id: str) -> tuple[int, bytes]:
         """The first key in a short transaction of its own: concurrent first writers of one
         tenant then collide on a two-statement transaction (and retry), not on their turns."""
+        async with self._creating.setdefault(tenant_id, asyncio.Lock()):
+            cached = self._cached(tenant_id)
+            if cached is not None and cached.active_version is not None:
+                return cached.active()
+            return await self._create_apart_once(tenant_id)
+
+    async def _create_apart_once(self, tenant_id: str) -> tuple[int, bytes]:
         for attempt in range(_CREATE_ATTEMPTS):
             try:
                 async with self._sessions.begin() as own:

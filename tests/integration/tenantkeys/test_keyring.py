@@ -101,3 +101,50 @@ async def test_dek_rotation_keeps_old_versions_readable(sessions: Any) -> None:
         with pytest.raises(CiphertextInvalid):
             await cipher.decrypt_text(tenant, "obs1:9:" + old.split(":", 2)[2], **NAMES)
         await provider.aclose()
+
+
+async def test_concurrent_first_writers_share_one_creation_on_a_tiny_pool(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The turn warms the tenant's key before its transaction begins (prepare_sealing). Many
+    # first turns of one tenant at once must then queue on one creation, each holding no
+    # connection while it waits: with a pool of one, a waiter holding a connection would
+    # starve the creator until the pool timed out.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from obsigen.db.engine import make_engine, make_sessionmaker
+    from obsigen.tenantkeys.bodies import attach_cipher, prepare_sealing
+
+    if database_url.startswith("sqlite"):
+        engine = make_engine(database_url)
+    else:
+        engine = create_async_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=10)
+    try:
+        sessions = make_sessionmaker(engine)
+        tenant = await new_tenant(sessions)
+        provider = make_key_provider("software", tmp_path)
+        keyring = TenantKeyring(provider, sessions)
+        attach_cipher(sessions, TenantCipher(keyring))
+
+        async def first_turn(i: int) -> str:
+            await prepare_sealing(sessions, tenant)
+            async with sessions.begin() as session:
+                cipher = TenantCipher(keyring)
+                return await cipher.encrypt_text(
+                    tenant,
+                    f"turn {i}",
+                    table="messages",
+                    column="content",
+                    row_id=f"r{i}",
+                    session=session,
+                )
+
+        import asyncio
+
+        sealed = await asyncio.gather(*(first_turn(i) for i in range(12)))
+        assert len(sealed) == 12
+        (only,) = await key_rows(sessions, tenant)
+        assert only.version == 1
+        await provider.aclose()
+    finally:
+        await engine.dispose()
