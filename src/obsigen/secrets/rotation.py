@@ -11,7 +11,7 @@ itself; the report only warns before that happens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
@@ -126,6 +126,90 @@ async def _provider_items(
     return key_items(kind, infos, max_days, settings.secrets.warn_fraction, now)
 
 
+@dataclass(frozen=True, slots=True)
+class _Credential:
+    """A live credential as the rotation check sees it: when it was made and when it ends."""
+
+    label: str
+    created_at: datetime
+    ends: datetime
+
+
+def _credential_items(
+    kind: Kind,
+    credentials: Sequence[_Credential],
+    max_days: int,
+    warn_fraction: float,
+    now: datetime,
+    *,
+    plural: str,
+    advice: str,
+) -> list[RotationItem]:
+    """Credentials past ``warn_fraction`` of their own lifetime, or one summary item."""
+    warned: list[RotationItem] = []
+    active = 0
+    oldest = timedelta(0)
+    for credential in credentials:
+        if credential.ends <= now:
+            continue
+        active += 1
+        age = now - credential.created_at
+        oldest = max(oldest, age)
+        lifetime = credential.ends - credential.created_at
+        if age_state(age, lifetime, warn_fraction) is RotationState.WARN:
+            note = f"expires {credential.ends.isoformat()}: {advice}"
+            warned.append(
+                RotationItem(
+                    kind, credential.label, _days(age), _days(lifetime), RotationState.WARN, note
+                )
+            )
+    if warned:
+        return warned
+    if not active:
+        return [
+            RotationItem(
+                kind, "-", None, max_days, RotationState.NOT_CONFIGURED, f"no active {plural}"
+            )
+        ]
+    return [
+        RotationItem(
+            kind,
+            f"all {active} active {plural}",
+            _days(oldest),
+            max_days,
+            RotationState.OK,
+            f"oldest {plural[:-1]} shown",
+        )
+    ]
+
+
+async def _read_items(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession] | None,
+    now: datetime,
+    read: Callable[[AsyncSession, Settings, datetime], Awaitable[list[RotationItem]]],
+    *,
+    kind: Kind,
+    max_days: int,
+    what: str,
+) -> list[RotationItem]:
+    engine = None
+    try:
+        if sessions is None:
+            from obsigen.db.engine import make_engine
+
+            engine = make_engine(settings.database_url, settings.storage.database_password)
+            sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            return await read(session, settings, now)
+    except Exception as exc:  # noqa: BLE001 - e.g. not migrated yet; reported, not fatal here
+        note = f"cannot read {what}: {type(exc).__name__}"
+        return [RotationItem(kind, "-", None, max_days, RotationState.UNKNOWN, note)]
+    finally:
+        if engine is not None:
+            await engine.dispose()
+
+
 async def api_key_items(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> list[RotationItem]:
@@ -138,81 +222,24 @@ async def api_key_items(
 
     max_age = timedelta(days=settings.auth.apikey_max_days)
     rows = (await session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None)))).all()
-    warned: list[RotationItem] = []
-    active = 0
-    oldest = timedelta(0)
-    for row in rows:
-        expires_at = row.expires_at or row.created_at + max_age
-        if expires_at <= now:
-            continue
-        active += 1
-        lifetime = min(expires_at - row.created_at, max_age)
-        age = now - row.created_at
-        oldest = max(oldest, age)
-        if age_state(age, lifetime, settings.secrets.warn_fraction) is RotationState.WARN:
-            warned.append(
-                RotationItem(
-                    "api_key",
-                    f"{row.id} ({row.name})",
-                    _days(age),
-                    _days(lifetime),
-                    RotationState.WARN,
-                    f"expires {expires_at.isoformat()}: create a new key",
-                )
-            )
-    if warned:
-        return warned
-    if not active:
-        return [
-            RotationItem(
-                "api_key",
-                "-",
-                None,
-                settings.auth.apikey_max_days,
-                RotationState.NOT_CONFIGURED,
-                "no active API keys",
-            )
-        ]
-    return [
-        RotationItem(
-            "api_key",
-            f"all {active} active keys",
-            _days(oldest),
-            settings.auth.apikey_max_days,
-            RotationState.OK,
-            "oldest key shown",
+    credentials = [
+        _Credential(
+            f"{row.id} ({row.name})",
+            row.created_at,
+            row.created_at
+            + min((row.expires_at or row.created_at + max_age) - row.created_at, max_age),
         )
+        for row in rows
     ]
-
-
-async def _api_key_items(
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession] | None,
-    now: datetime,
-) -> list[RotationItem]:
-    engine = None
-    try:
-        if sessions is None:
-            from obsigen.db.engine import make_engine
-
-            engine = make_engine(settings.database_url, settings.storage.database_password)
-            sessions = async_sessionmaker(engine, expire_on_commit=False)
-        async with sessions() as session:
-            return await api_key_items(session, settings, now)
-    except Exception as exc:  # noqa: BLE001 - e.g. not migrated yet; reported, not fatal here
-        return [
-            RotationItem(
-                "api_key",
-                "-",
-                None,
-                settings.auth.apikey_max_days,
-                RotationState.UNKNOWN,
-                f"cannot read API keys: {type(exc).__name__}",
-            )
-        ]
-    finally:
-        if engine is not None:
-            await engine.dispose()
+    return _credential_items(
+        "api_key",
+        credentials,
+        settings.auth.apikey_max_days,
+        settings.secrets.warn_fraction,
+        now,
+        plural="keys",
+        advice="create a new key",
+    )
 
 
 def db_credential_item(settings: Settings, now: datetime) -> RotationItem:
@@ -255,81 +282,21 @@ async def scim_token_items(
     max_days = settings.secrets.max_age_days.scim_token
     max_age = timedelta(days=max_days)
     rows = (await session.scalars(select(ScimToken).where(ScimToken.revoked_at.is_(None)))).all()
-    warned: list[RotationItem] = []
-    active = 0
-    oldest = timedelta(0)
-    for row in rows:
-        ends = min(row.expires_at, row.created_at + max_age)
-        if ends <= now:
-            continue
-        active += 1
-        age = now - row.created_at
-        oldest = max(oldest, age)
-        lifetime = ends - row.created_at
-        if age_state(age, lifetime, settings.secrets.warn_fraction) is RotationState.WARN:
-            warned.append(
-                RotationItem(
-                    "scim_token",
-                    f"{row.id} ({row.name})",
-                    _days(age),
-                    _days(lifetime),
-                    RotationState.WARN,
-                    f"expires {ends.isoformat()}: obsigen scim token create, then revoke this one",
-                )
-            )
-    if warned:
-        return warned
-    if not active:
-        return [
-            RotationItem(
-                "scim_token",
-                "-",
-                None,
-                max_days,
-                RotationState.NOT_CONFIGURED,
-                "no active SCIM tokens",
-            )
-        ]
-    return [
-        RotationItem(
-            "scim_token",
-            f"all {active} active tokens",
-            _days(oldest),
-            max_days,
-            RotationState.OK,
-            "oldest token shown",
+    credentials = [
+        _Credential(
+            f"{row.id} ({row.name})", row.created_at, min(row.expires_at, row.created_at + max_age)
         )
+        for row in rows
     ]
-
-
-async def _scim_token_items(
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession] | None,
-    now: datetime,
-) -> list[RotationItem]:
-    engine = None
-    try:
-        if sessions is None:
-            from obsigen.db.engine import make_engine
-
-            engine = make_engine(settings.database_url, settings.storage.database_password)
-            sessions = async_sessionmaker(engine, expire_on_commit=False)
-        async with sessions() as session:
-            return await scim_token_items(session, settings, now)
-    except Exception as exc:  # noqa: BLE001 - e.g. not migrated yet; reported, not fatal here
-        return [
-            RotationItem(
-                "scim_token",
-                "-",
-                None,
-                settings.secrets.max_age_days.scim_token,
-                RotationState.UNKNOWN,
-                f"cannot read SCIM tokens: {type(exc).__name__}",
-            )
-        ]
-    finally:
-        if engine is not None:
-            await engine.dispose()
+    return _credential_items(
+        "scim_token",
+        credentials,
+        max_days,
+        settings.secrets.warn_fraction,
+        now,
+        plural="tokens",
+        advice="obsigen scim token create, then revoke this one",
+    )
 
 
 async def rotation_report(
@@ -349,8 +316,24 @@ async def rotation_report(
     return [
         *await _provider_items("signing_key", signing, settings.keys.signing, settings, now),
         *await _provider_items("kek", kek, settings.keys.kek, settings, now),
-        *await _api_key_items(settings, sessions, now),
-        *await _scim_token_items(settings, sessions, now),
+        *await _read_items(
+            settings,
+            sessions,
+            now,
+            api_key_items,
+            kind="api_key",
+            max_days=settings.auth.apikey_max_days,
+            what="API keys",
+        ),
+        *await _read_items(
+            settings,
+            sessions,
+            now,
+            scim_token_items,
+            kind="scim_token",
+            max_days=settings.secrets.max_age_days.scim_token,
+            what="SCIM tokens",
+        ),
         db_credential_item(settings, now),
     ]
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from obsigen.artifacts.errors import RenderTimeout
 from obsigen.artifacts.store import ArtifactKind, ArtifactOrigin, ArtifactStore
 from obsigen.db.artifacts_models import StoredArtifact
 from obsigen.files.names import sanitise_filename
-from obsigen.tools.interfaces import Tool, ToolContext, ToolInputError
+from obsigen.inference.interfaces import ToolSpec
+from obsigen.tools.interfaces import Sensitivity, Tool, ToolContext, ToolInputError, ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +119,51 @@ def describe_artifact(row: StoredArtifact, what: str) -> str:
         f"{row.id}. The user can download it at /api/v1/artifacts/{row.id}; refer to it by "
         "that name, do not paste its content."
     )
+
+
+class RenderedArtifactTool(Generic[Spec]):
+    """A tool that renders a validated spec into one file and saves it as the user's artifact.
+
+    Subclasses declare the spec model, the renderer and how the file is named and described;
+    the run (validate, render within its time limit, save, reply) is the same for all.
+    """
+
+    # Renders from what the model already has; reads nothing, sends nothing anywhere.
+    sensitivity: Sensitivity = "low"
+    spec: ClassVar[ToolSpec]
+    model: ClassVar[type[BaseModel]]
+    kind: ClassVar[ArtifactKind]
+    extension: ClassVar[str]
+    media_type: ClassVar[str]
+    described_as: ClassVar[str]
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self._store = store
+
+    async def render(self, spec: Spec) -> bytes:
+        raise NotImplementedError
+
+    def title_of(self, spec: Spec) -> str:
+        title: str = getattr(spec, "title", "")
+        return title
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        spec, filename = parse_arguments(self.model, arguments)
+        typed: Spec = spec  # type: ignore[assignment]
+        try:
+            data = await self.render(typed)
+        except RenderTimeout as exc:
+            raise ToolInputError(str(exc)) from exc
+        row = await save_artifact(
+            self._store,
+            context,
+            tool=self.spec.name,
+            kind=self.kind,
+            name=artifact_name(filename or self.title_of(typed), self.kind, self.extension),
+            content_type=self.media_type,
+            data=data,
+        )
+        return ToolResult(content=describe_artifact(row, self.described_as), artifacts=(row.id,))
 
 
 def artifact_tools(store: ArtifactStore) -> list[Tool]:

@@ -319,74 +319,97 @@ async def users_search(request: Request, caller: Caller) -> Response:
     return await _list_users(request, caller, await _search_body(request))
 
 
-@router.post("/Users")
-async def users_create(request: Request, caller: Caller) -> Response:
+Make = Callable[[AsyncSession, ScimContext, Any, Effects], Awaitable[Any]]
+Alter = Callable[[AsyncSession, ScimContext, str, Any, str | None, Effects], Awaitable[Any]]
+Remove = Callable[[AsyncSession, ScimContext, str, str | None, Effects], Awaitable[Any]]
+
+
+async def _create(request: Request, caller: ScimCaller, collection: str, make: Make) -> Response:
+    """POST to a collection: ``make(session, context, payload, effects)``."""
     context = _context(request, caller)
     payload = await _payload(request)
     created = await _write(
-        request, context, lambda session, fx: users.create_user(session, context, payload, fx)
+        request, context, lambda session, fx: make(session, context, payload, fx)
     )
     return _respond(
         _dump(created, Context.RESOURCE_CREATION_RESPONSE, _response_parameters(request)),
         201,
         _version_of(created),
-        f"{context.base_url}/Users/{created.id}",
+        f"{context.base_url}/{collection}/{created.id}",
     )
 
 
-@router.get("/Users/{user_id}")
-async def users_get(user_id: str, request: Request, caller: Caller) -> Response:
+async def _show(
+    request: Request,
+    caller: ScimCaller,
+    read: Callable[[AsyncSession, ScimContext], Awaitable[Any]],
+) -> Response:
+    """GET one resource, answering 304 when the client's If-None-Match still holds."""
     context = _context(request, caller)
     params = _response_parameters(request)
-    found = await _read(request, lambda session: users.get_user(session, context, user_id))
+    found = await _read(request, lambda session: read(session, context))
     version = _version_of(found)
     if version is not None and matches_none(request.headers.get("if-none-match"), version):
         return Response(status_code=304, headers={"ETag": etag(version)})
     return _respond(_dump(found, Context.RESOURCE_QUERY_RESPONSE, params), 200, version)
 
 
-@router.put("/Users/{user_id}")
-async def users_replace(user_id: str, request: Request, caller: Caller) -> Response:
+async def _change(
+    request: Request, caller: ScimCaller, resource_id: str, change: Alter, response: Context
+) -> Response:
+    """PUT or PATCH: ``change(session, context, id, payload, if_match, effects)``."""
     context = _context(request, caller)
     payload = await _payload(request)
     if_match = request.headers.get("if-match")
-    replaced = await _write(
+    changed = await _write(
         request,
         context,
-        lambda session, fx: users.replace_user(session, context, user_id, payload, if_match, fx),
+        lambda session, fx: change(session, context, resource_id, payload, if_match, fx),
     )
     params = _response_parameters(request)
-    return _respond(
-        _dump(replaced, Context.RESOURCE_REPLACEMENT_RESPONSE, params), 200, _version_of(replaced)
+    return _respond(_dump(changed, response, params), 200, _version_of(changed))
+
+
+async def _delete(
+    request: Request, caller: ScimCaller, resource_id: str, delete: Remove
+) -> Response:
+    context = _context(request, caller)
+    if_match = request.headers.get("if-match")
+    await _write(
+        request, context, lambda session, fx: delete(session, context, resource_id, if_match, fx)
+    )
+    return Response(status_code=204)
+
+
+@router.post("/Users")
+async def users_create(request: Request, caller: Caller) -> Response:
+    return await _create(request, caller, "Users", users.create_user)
+
+
+@router.get("/Users/{user_id}")
+async def users_get(user_id: str, request: Request, caller: Caller) -> Response:
+    return await _show(
+        request, caller, lambda session, context: users.get_user(session, context, user_id)
+    )
+
+
+@router.put("/Users/{user_id}")
+async def users_replace(user_id: str, request: Request, caller: Caller) -> Response:
+    return await _change(
+        request, caller, user_id, users.replace_user, Context.RESOURCE_REPLACEMENT_RESPONSE
     )
 
 
 @router.patch("/Users/{user_id}")
 async def users_patch(user_id: str, request: Request, caller: Caller) -> Response:
-    context = _context(request, caller)
-    payload = await _payload(request)
-    if_match = request.headers.get("if-match")
-    patched = await _write(
-        request,
-        context,
-        lambda session, fx: users.patch_user(session, context, user_id, payload, if_match, fx),
-    )
-    params = _response_parameters(request)
-    return _respond(
-        _dump(patched, Context.RESOURCE_PATCH_RESPONSE, params), 200, _version_of(patched)
+    return await _change(
+        request, caller, user_id, users.patch_user, Context.RESOURCE_PATCH_RESPONSE
     )
 
 
 @router.delete("/Users/{user_id}")
 async def users_delete(user_id: str, request: Request, caller: Caller) -> Response:
-    context = _context(request, caller)
-    if_match = request.headers.get("if-match")
-    await _write(
-        request,
-        context,
-        lambda session, fx: users.delete_user(session, context, user_id, if_match, fx),
-    )
-    return Response(status_code=204)
+    return await _delete(request, caller, user_id, users.delete_user)
 
 
 # --- Groups ----------------------------------------------------------------------------------
@@ -425,76 +448,38 @@ async def _list_groups(request: Request, caller: ScimCaller, params: dict[str, A
 
 @router.post("/Groups")
 async def groups_create(request: Request, caller: Caller) -> Response:
-    context = _context(request, caller)
-    payload = await _payload(request)
-    created = await _write(
-        request, context, lambda session, fx: groups.create_group(session, context, payload, fx)
-    )
-    return _respond(
-        _dump(created, Context.RESOURCE_CREATION_RESPONSE, _response_parameters(request)),
-        201,
-        _version_of(created),
-        f"{context.base_url}/Groups/{created.id}",
-    )
+    return await _create(request, caller, "Groups", groups.create_group)
 
 
 @router.get("/Groups/{group_id}")
 async def groups_get(group_id: str, request: Request, caller: Caller) -> Response:
-    context = _context(request, caller)
-    params = _response_parameters(request)
-    with_members = _wants_members(params)
-    found = await _read(
+    with_members = _wants_members(_response_parameters(request))
+    return await _show(
         request,
-        lambda session: groups.get_group(session, context, group_id, with_members=with_members),
+        caller,
+        lambda session, context: groups.get_group(
+            session, context, group_id, with_members=with_members
+        ),
     )
-    version = _version_of(found)
-    if version is not None and matches_none(request.headers.get("if-none-match"), version):
-        return Response(status_code=304, headers={"ETag": etag(version)})
-    return _respond(_dump(found, Context.RESOURCE_QUERY_RESPONSE, params), 200, version)
 
 
 @router.put("/Groups/{group_id}")
 async def groups_replace(group_id: str, request: Request, caller: Caller) -> Response:
-    context = _context(request, caller)
-    payload = await _payload(request)
-    if_match = request.headers.get("if-match")
-    replaced = await _write(
-        request,
-        context,
-        lambda session, fx: groups.replace_group(session, context, group_id, payload, if_match, fx),
-    )
-    params = _response_parameters(request)
-    return _respond(
-        _dump(replaced, Context.RESOURCE_REPLACEMENT_RESPONSE, params), 200, _version_of(replaced)
+    return await _change(
+        request, caller, group_id, groups.replace_group, Context.RESOURCE_REPLACEMENT_RESPONSE
     )
 
 
 @router.patch("/Groups/{group_id}")
 async def groups_patch(group_id: str, request: Request, caller: Caller) -> Response:
-    context = _context(request, caller)
-    payload = await _payload(request)
-    if_match = request.headers.get("if-match")
-    patched = await _write(
-        request,
-        context,
-        lambda session, fx: groups.patch_group(session, context, group_id, payload, if_match, fx),
-    )
-    params = _response_parameters(request)
-    return _respond(
-        _dump(patched, Context.RESOURCE_PATCH_RESPONSE, params), 200, _version_of(patched)
+    return await _change(
+        request, caller, group_id, groups.patch_group, Context.RESOURCE_PATCH_RESPONSE
     )
 
 
 @router.delete("/Groups/{group_id}")
 async def groups_delete(group_id: str, request: Request, caller: Caller) -> Response:
-    context = _context(request, caller)
-    if_match = request.headers.get("if-match")
-    await _write(
-        request,
-        context,
-        lambda session, fx: groups.delete_group(session, context, group_id, if_match, fx),
-    )
-    return Response(status_code=204)
+    return await _delete(request, caller, group_id, groups.delete_group)
 
 
 # --- search across resource types (RFC 7644 §3.4.3) ------------------------------------------
