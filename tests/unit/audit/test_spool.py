@@ -418,12 +418,17 @@ async def test_emits_of_many_callers_share_writes(
         real_fsync(fd)
 
     sender = FakeSender()
-    policy = SpoolPolicy(**{**_fields(FAST), "fsync": "always"})
+    # The receiver is down while the emits run: the deliverer's acknowledgements (fsynced
+    # too) would otherwise interleave with the emits on a loaded host and blur the count.
+    sender.up = False
+    # A loaded shared disk may take seconds for one fsync: this test counts them, not times.
+    policy = SpoolPolicy(**{**_fields(FAST), "fsync": "always", "emit_timeout_s": 30.0})
     sink = SpooledSink("fake", tmp_path / "spool", sender, policy)
     items = [event(n) for n in range(200)]
     monkeypatch.setattr(spool_module.os, "fsync", counting_fsync)
     await asyncio.gather(*(sink.emit(item) for item in items))
     monkeypatch.undo()
+    sender.up = True
     # Group commit: 200 concurrent emits, every one durable, in a handful of fsyncs.
     assert 1 <= len(fsyncs) < 20
     assert await sink.flush(10)
