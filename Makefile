@@ -12,12 +12,13 @@ UV_VERSION := 0.13.8
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 
-.PHONY: help run test lint typecheck secrets-scan deploy-check pytest bench services test-deps clean
+.PHONY: help run test lint typecheck secrets-scan deploy-check pytest bench soak services test-deps clean
 
 help:
 	@echo "make run    - install, migrate and serve on http://127.0.0.1:8000 (embedded defaults)"
 	@echo "make test   - install test dependencies, start services, lint, type-check, run the suite"
 	@echo "make bench  - run the benchmarks; results in bench/results/"
+	@echo "make soak   - 10 minutes of mixed traffic on two servers (MariaDB + Redis)"
 	@echo "make lint   - ruff check + format check"
 
 $(UV):
@@ -71,16 +72,14 @@ pytest: $(BIN)/obsigen
 
 test: $(BIN)/obsigen services lint typecheck secrets-scan deploy-check pytest
 
+# Every suite (bench/README.md); one alone: .venv/bin/python -m bench --suite NAME [--quick].
 bench: $(BIN)/obsigen services
 	$(BIN)/python -m bench
-	$(BIN)/python -m bench.keys
-	$(BIN)/python -m bench.tokens
-	$(BIN)/python -m bench.auth_step
-	$(BIN)/python -m bench.audit_turn
-	$(BIN)/python -m bench.audit_chain --mariadb mysql+asyncmy://root@127.0.0.1:3306/
-	$(BIN)/python -m bench.upload
-	$(BIN)/python -m bench.ingest
-	$(BIN)/python -m bench.tenant_keys
+
+# Not part of bench or test: two servers on MariaDB + Redis under mixed traffic, 10 minutes
+# by default (SOAK_ARGS="--minutes 2" to shorten).
+soak: $(BIN)/obsigen services
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .mypy_cache .ruff_cache .pytest_cache

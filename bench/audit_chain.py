@@ -2,8 +2,8 @@
 
     python -m bench.audit_chain [--mariadb mysql+asyncmy://root@127.0.0.1:3306/]
 
-Writes bench/results/audit_chain.json. Sequential appends are one transaction per event (a
-quiet server); concurrent appends show group commit (a busy one).
+Writes bench/results/audit_chain.json (``bench.report`` layout). Sequential appends are one
+transaction per event (a quiet server); concurrent appends show group commit (a busy one).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from bench.report import machine_info, write_suite
 from obsigen.audit.db_store import CheckpointPolicy, DatabaseAuditSink
 from obsigen.audit.events import AuditEvent
 from obsigen.audit.jwk import verify_with_jwk
@@ -27,8 +28,6 @@ from obsigen.audit.signing import software_signer, trusted_keys
 from obsigen.audit.verify import verify_tenant
 from obsigen.db.engine import make_engine
 from obsigen.db.migrate import upgrade_to_head
-
-RESULTS = Path(__file__).parent / "results" / "audit_chain.json"
 
 
 def event(tenant_id: str, n: int) -> AuditEvent:
@@ -141,7 +140,13 @@ if __name__ == "__main__":
     parser.add_argument("--mariadb", default="", help="server URL ending in '/'")
     parser.add_argument("--sequential", type=int, default=500)
     parser.add_argument("--concurrent", type=int, default=2000)
-    results = asyncio.run(main(parser.parse_args()))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    parser.add_argument("--quick", action="store_true", help="a fifth of the events")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.sequential, arguments.concurrent = 100, 400
+    machine = machine_info()
+    results = asyncio.run(main(arguments))
+    parameters = {"sequential": arguments.sequential, "concurrent": arguments.concurrent}
+    path = write_suite("audit_chain", machine, {"parameters": parameters, **results})
     print(json.dumps(results, indent=2))
+    print(f"written to {path}")

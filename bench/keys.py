@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -21,10 +19,10 @@ from typing import Any
 
 from tests.fakes.key_services import moto_available, moto_server, softhsm_available, softhsm_token
 
+from bench.report import machine_info, write_suite
 from bench.timing import time_async
 from obsigen.keys import KeyProvider, SigningAlg, make_key_provider
 
-RESULTS = Path(__file__).parent / "results"
 CONTEXT = {"tenant": "bench", "purpose": "file"}
 
 
@@ -56,7 +54,6 @@ async def _measure(provider: KeyProvider, rounds: int) -> dict[str, dict[str, fl
 async def main_async(quick: bool) -> dict[str, Any]:
     rounds = 200 if quick else 1000
     out: dict[str, Any] = {
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
         "rounds": rounds,
         "providers": {},
     }
@@ -81,9 +78,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    machine = machine_info()
     result = asyncio.run(main_async(args.quick))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "keys.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_suite("keys", machine, result)
     ops = ["sign ES256", "verify ES256", "sign RS256", "verify RS256", "wrap", "unwrap"]
     print("| provider | " + " | ".join(ops) + " |")
     print("|---|" + "---:|" * len(ops))

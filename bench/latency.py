@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.cputime import session_cpu_s
 from bench.load import summarise
-from bench.procs import BenchError, Server, stop
+from bench.procs import BenchError, Server, server_memory, stop
 from bench.targets import (
     LITELLM_REQUIREMENT,
     REPO,
@@ -43,14 +43,23 @@ class Scenario:
     warmup: int  # per round: each round is a new client with new connections
 
 
+# The c64 scenarios come last: when the budget runs out, the long-standing ones are measured.
 FULL = (
     Scenario("plain_c1", stream=False, concurrency=1, requests=200, warmup=20),
     Scenario("plain_c16", stream=False, concurrency=16, requests=800, warmup=64),
     Scenario("stream_c1", stream=True, concurrency=1, requests=100, warmup=10),
     Scenario("stream_c16", stream=True, concurrency=16, requests=400, warmup=32),
+    Scenario("plain_c64", stream=False, concurrency=64, requests=960, warmup=128),
+    Scenario("stream_c64", stream=True, concurrency=64, requests=480, warmup=64),
 )
 QUICK = tuple(
-    Scenario(s.name, s.stream, s.concurrency, max(s.requests // 10, 16), max(s.warmup // 4, 2))
+    Scenario(
+        s.name,
+        s.stream,
+        s.concurrency,
+        max(s.requests // 10, 16, 2 * s.concurrency),
+        max(s.warmup // 4, 2),
+    )
     for s in FULL
 )
 
@@ -242,6 +251,28 @@ def _start_proxies(
     return targets, unavailable
 
 
+def max_rps(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each target's best non-streamed throughput: its one server process, saturated.
+
+    The clients are a closed loop, so at the highest concurrency the server never waits for
+    work; the best of the non-streamed scenarios is what one worker process sustains.
+    """
+    best: dict[str, Any] = {}
+    for scenario, by_target in results.items():
+        if scenario.startswith("stream"):
+            continue
+        for target, res in by_target.items():
+            errors = sum(res["errors"].values())
+            if res["ok"] and (target not in best or res["throughput_rps"] > best[target]["rps"]):
+                best[target] = {"rps": res["throughput_rps"], "scenario": scenario,
+                                "errors": errors}  # fmt: skip
+    return best
+
+
+def _memory(targets: list[Target], upstream: Server) -> dict[str, Any]:
+    return {t.name: server_memory(t.server or upstream) for t in targets}
+
+
 def _parameters(scenarios: tuple[Scenario, ...], rounds: int, budget_s: float) -> dict[str, Any]:
     return {
         "scenarios": [asdict(s) for s in scenarios],
@@ -277,6 +308,7 @@ def run_suite(
         # The budget is for measuring: a first run's LiteLLM install is bounded on its own.
         suite_deadline = time.monotonic() + budget_s
         body["idle_cpu_ms_per_s"] = {n: 1000 * m.idle_cpu_per_s for n, m in meters.items()}
+        body["memory_at_start"] = _memory(targets, upstream)
         for scenario in scenarios:
             print(f"scenario {scenario.name} ({', '.join(t.name for t in targets)})", flush=True)
             pooled = run_scenario(scenario, targets, meters, rounds, suite_deadline)
@@ -286,6 +318,9 @@ def run_suite(
             results = {name: p.summary(scenario.stream) for name, p in pooled.items()}
             body["results"][scenario.name] = results
             body["derived"][scenario.name] = derive(scenario, results)
+        # VmHWM is the peak over the server's whole life: every scenario above is inside it.
+        body["memory_at_end"] = _memory(targets, upstream)
+        body["max_rps_per_worker"] = max_rps(body["results"])
     finally:
         for server in reversed(servers):
             stop(server)

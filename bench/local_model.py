@@ -147,21 +147,30 @@ async def _measure(
     return timings
 
 
+def _model_path(provider: Any) -> Path:
+    # The factory may wrap the provider (metrics); the model file is the innermost one's.
+    while not hasattr(provider, "model_path") and hasattr(provider, "inner"):
+        provider = provider.inner
+    path: Path = provider.model_path
+    return path
+
+
 async def _in_process(prompts: tuple[str, ...], max_tokens: int, repeats: int) -> dict[str, Any]:
     started = time.perf_counter()
     provider, settings = make_provider()
+    model_path = _model_path(provider)
     if not await provider.ready():
-        raise RuntimeError(f"the local model did not load from {provider.model_path}")
+        raise RuntimeError(f"the local model did not load from {model_path}")
     load_s = time.perf_counter() - started
     try:
-        raw = RawLlama(provider.model_path, settings.n_ctx, settings.n_threads or None)
+        raw = RawLlama(model_path, settings.n_ctx, settings.n_threads or None)
         runners: list[Runner] = [raw, ObsigenProvider(provider)]
         timings = await _measure(runners, prompts, max_tokens, repeats)
     finally:
         await provider.aclose()
     return {
         "mode": "in-process",
-        "model_path": str(provider.model_path),
+        "model_path": str(model_path),
         "n_ctx": settings.n_ctx,
         "n_threads": settings.n_threads or "llama.cpp default",
         "provider_load_s": load_s,

@@ -10,6 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -150,3 +151,68 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env["no_proxy"] = "*"
     env.update(extra)
     return env
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def _status_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS since start) of one process, in KiB; empty once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(rest.split()[0])
+    return found
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Live processes of a session (a server started by :func:`start` and what it forked)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces; the session id is field 6, 4th after the ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session_id:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)[:120]
+
+
+def server_memory(server: Server) -> dict[str, Any]:
+    """RSS now and peak RSS (VmHWM) of each process of a server, in MiB.
+
+    Only processes with a resident set count (a sandbox helper that already exited does not);
+    ``rss_mib``/``peak_rss_mib`` are those of the main process, ``total_*`` the sums.
+    """
+    processes: list[dict[str, Any]] = []
+    for pid in session_pids(server.process.pid):
+        status = _status_kib(pid)
+        if "VmRSS" not in status:
+            continue
+        rss = round(status["VmRSS"] / 1024, 1)
+        peak = round(status.get("VmHWM", status["VmRSS"]) / 1024, 1)
+        processes.append({"pid": pid, "command": command_line(pid), "rss_mib": rss,
+                          "peak_rss_mib": peak})  # fmt: skip
+    main = next((p for p in processes if p["pid"] == server.process.pid), None)
+    return {
+        "processes": len(processes),
+        "rss_mib": main["rss_mib"] if main else None,
+        "peak_rss_mib": main["peak_rss_mib"] if main else None,
+        "total_rss_mib": round(sum(p["rss_mib"] for p in processes), 1),
+        "total_peak_rss_mib": round(sum(p["peak_rss_mib"] for p in processes), 1),
+        "detail": processes,
+    }

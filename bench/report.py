@@ -7,15 +7,19 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import sections
+from bench.detector import detector_markdown
 from bench.sandbox import sandbox_markdown
 from bench.targets import REPO
 
 RESULTS = REPO / "bench" / "results"
 SUMMARY = RESULTS / "SUMMARY.md"
 TARGETS = ("direct", "obsigen", "litellm")
+LABELS = {"direct": "direct (fake upstream)", "obsigen": "Obsigen", "litellm": "LiteLLM"}
 
 
 def _cpu_model() -> str:
@@ -52,10 +56,14 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_suite(suite: str, machine: dict[str, Any], body: dict[str, Any]) -> Path:
+    """``bench/results/<suite>.json`` and its plot ``<suite>.png``; returns the JSON's path."""
+    from bench.plots import plot_suite  # matplotlib loads only when a result is written
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{suite}.json"
     document = {"suite": suite, "machine": machine, **body}
     path.write_text(json.dumps(document, indent=2) + "\n")
+    plot_suite(document, RESULTS)
     return path
 
 
@@ -112,6 +120,28 @@ def _cost_rows(doc: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _mib(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+def _saturation_rows(doc: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    best = doc.get("max_rps_per_worker", {})
+    start, end = doc.get("memory_at_start", {}), doc.get("memory_at_end", {})
+    for target in TARGETS:
+        if target not in best and target not in end:
+            continue
+        rps = best.get(target)
+        first, last = start.get(target, {}), end.get(target, {})
+        rows.append(
+            f"| {LABELS[target]} | "
+            + (f"{rps['rps']:.0f} ({rps['scenario']})" if rps else "–")
+            + f" | {last.get('processes', '–')} | {_mib(first.get('total_rss_mib'))} | "
+            f"{_mib(last.get('total_rss_mib'))} | {_mib(last.get('total_peak_rss_mib'))} |"
+        )
+    return rows
+
+
 def latency_markdown(doc: dict[str, Any]) -> str:
     params = doc.get("parameters", {})
     litellm = params.get("litellm", {})
@@ -136,6 +166,19 @@ def latency_markdown(doc: dict[str, Any]) -> str:
         f"LiteLLM {litellm.get('version') or 'not run'} ({litellm.get('mode', '')}); "
         f"Obsigen: {params.get('obsigen', '')}. Rounds per scenario: {params.get('rounds')}.",
     ]
+    saturation = _saturation_rows(doc)
+    if saturation:
+        lines[-1:-1] = [
+            "Saturation and memory: the best non-streamed throughput of each target's one "
+            "server process (closed-loop clients, so at c64 it never waits for work), and its "
+            "resident memory from /proc (MiB, all its processes; peak = VmHWM over the suite):",
+            "",
+            "| target | max RPS per worker (scenario) | processes | RSS after start | RSS at end "
+            "| peak RSS |",
+            "|---|---|---|---|---|---|",
+            *saturation,
+            "",
+        ]
     for name, reason in doc.get("unavailable", {}).items():
         lines.append(f"**{name} was not measured:** {reason.splitlines()[0]}")
     if doc.get("skipped_for_time"):
@@ -173,41 +216,73 @@ def local_model_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {
+# The order of the sections in SUMMARY.md.
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "proxy_latency": latency_markdown,
     "local_model": local_model_markdown,
     "sandbox": sandbox_markdown,
+    "detector": detector_markdown,
+    "ratelimit": sections.ratelimit_markdown,
+    "audit_chain": sections.audit_chain_markdown,
+    "audit_turn": sections.audit_turn_markdown,
+    "upload": sections.upload_markdown,
+    "keys": sections.keys_markdown,
+    "tokens": sections.tokens_markdown,
+    "auth_step": sections.auth_step_markdown,
+    "ingest": sections.ingest_markdown,
+    "tenant_keys": sections.tenant_keys_markdown,
+    "soak": sections.soak_markdown,
 }
 
 
-def _header(machines: list[dict[str, Any]]) -> list[str]:
-    lines = ["# Obsigen benchmarks", ""]
-    unique = {json.dumps(m, sort_keys=True): m for m in machines}.values()
-    for machine in unique:
-        commit = machine["git_commit"][:12] or "none"
-        dirty = " (dirty)" if machine["git_dirty"] else ""
-        load = ", ".join(f"{x:.2f}" for x in machine["load_average_at_start"])
-        lines.append(
-            f"- {machine['date']}: {machine['cpu_model']}, {machine['cores']} cores, "
-            f"Python {machine['python']}, commit {commit}{dirty}, load average at start {load}"
-        )
-    lines += [
-        "",
-        "The machine is shared and noisy: compare the ratios and the CPU per request, "
-        "not absolute numbers across runs.",
-    ]
-    return lines
+def machine_line(machine: dict[str, Any] | None) -> str:
+    if not machine or "cpu_model" not in machine:
+        return "*Machine not recorded (a result file from before machines were recorded).*"
+    commit = machine.get("git_commit", "")[:12] or "none"
+    dirty = " (dirty)" if machine.get("git_dirty") else ""
+    load = ", ".join(f"{x:.2f}" for x in machine.get("load_average_at_start", []))
+    return (
+        f"*Ran {machine['date']} on {machine['cpu_model']}, {machine['cores']} cores, load "
+        f"average at start {load}, Python {machine['python']}, commit {commit}{dirty}.*"
+    )
 
 
-def write_summary() -> str:
-    """SUMMARY.md from the latest JSON of every suite; returns its text."""
+def _section(doc: dict[str, Any]) -> str:
+    """A suite's Markdown with its machine under the heading and its plot at the end."""
+    heading, _, rest = RENDERERS[doc["suite"]](doc).partition("\n")
+    text = "\n".join([heading, "", machine_line(doc.get("machine")), rest])
+    if (RESULTS / f"{doc['suite']}.png").exists():
+        text += f"\n\n![{doc['suite']}]({doc['suite']}.png)"
+    return text
+
+
+HEADER = [
+    "# Obsigen benchmarks",
+    "",
+    "Written by `bench/report.py` from the latest `bench/results/<suite>.json` of every suite "
+    "(`make bench`; the soak: `make soak`). Each section names the machine and the commit it "
+    "ran on. These machines are shared with other work and noisy: compare ratios within one "
+    "run and CPU per request, not absolute numbers across runs.",
+]
+
+
+def write_summary(replot: bool = False) -> str:
+    """SUMMARY.md from the latest JSON of every suite; returns its text.
+
+    ``replot`` draws every suite's PNG again (after a change to the plots), not only missing
+    ones.
+    """
+    from bench.plots import plot_suite
+
     docs = []
     for suite in RENDERERS:
         path = RESULTS / f"{suite}.json"
         if path.exists():
-            docs.append(json.loads(path.read_text()))
-    sections = [RENDERERS[doc["suite"]](doc) for doc in docs]
-    header = "\n".join(_header([doc["machine"] for doc in docs]))
-    text = "\n\n".join([header, *sections]) + "\n"
+            doc = json.loads(path.read_text())
+            doc.setdefault("suite", suite)
+            if replot or not (RESULTS / f"{suite}.png").exists():
+                plot_suite(doc, RESULTS)
+            docs.append(doc)
+    text = "\n\n".join(["\n".join(HEADER), *[_section(doc) for doc in docs]]) + "\n"
     SUMMARY.write_text(text)
     return text

@@ -9,6 +9,11 @@ refuse from the header and must count while it streams):
 - ``large``: a PDF of exactly the limit (200 MB by default), accepted;
 - ``over_limit``: one byte more than the limit, refused with 413 while streaming.
 
+Twice, each time against a fresh server: with the indexing of uploads queued to Redis (no
+worker runs, so the server does the upload and nothing else: the streaming path), and with
+the embedded default, where the server indexes each upload itself right after answering
+(``with_in_process_indexing``).
+
 For each, the server's peak resident memory during the request is read from
 ``/proc/<pid>/status`` (``VmHWM``, reset before each upload through ``clear_refs``; where that
 is not allowed, the highest ``VmRSS`` seen by a 20 ms poller). Flat memory means the large
@@ -33,7 +38,15 @@ from typing import Any
 
 import httpx
 
-from bench.procs import LOOPBACK, BenchError, Server, free_port, start_ready, stop
+from bench.procs import (
+    LOOPBACK,
+    BenchError,
+    Server,
+    command_line,
+    free_port,
+    start_ready,
+    stop,
+)
 from bench.report import machine_info, write_suite
 from bench.targets import (
     REPO,
@@ -172,19 +185,44 @@ def _scenario(
     }
 
 
-def run(workdir: Path, big_mb: int, rounds: int) -> dict[str, Any]:
-    upstream = start_fake_upstream(workdir)
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _ratios(scenarios: dict[str, dict[str, Any]]) -> dict[str, float]:
+    small = scenarios["small"]["peak_rss_mib"]
+    return {
+        "large_over_small_peak_rss": round(scenarios["large"]["peak_rss_mib"] / small, 3),
+        "over_limit_over_small_peak_rss": round(scenarios["over_limit"]["peak_rss_mib"] / small, 3),
+    }
+
+
+def measure(
+    workdir: Path, upstream_url: str, big_mb: int, rounds: int, queue: str | None
+) -> dict[str, dict[str, Any]]:
+    """The three uploads against a fresh server.
+
+    ``queue``: send the indexing of each upload to that Redis queue (no worker takes it), so
+    the server does nothing but the upload; None: the embedded default, where the server
+    indexes every upload itself, right after answering.
+    """
     server: Server | None = None
+    name = "queued" if queue else "in-process"
     try:
-        env = obsigen_env(workdir / "obsigen-data", upstream.url)
+        env = obsigen_env(workdir / f"obsigen-data-{name}", upstream_url)
         env["OBSIGEN_FILES__MAX_UPLOAD_MB"] = str(big_mb)
+        # No sandboxes made ahead: they are child processes, and only the server's own
+        # memory is read below.
+        env["OBSIGEN_SANDBOX__POOL_SIZE"] = "0"
+        if queue:
+            env["OBSIGEN_STORAGE__REDIS_URL"] = REDIS_URL
+            env["OBSIGEN_TASKS__QUEUE"] = queue
         key = provision_obsigen(env)
         port = free_port()
         server = start_ready(
-            "Obsigen",
+            f"Obsigen ({name} indexing)",
             [str(obsigen_bin()), "serve", "--host", LOOPBACK, "--port", str(port)],
             env=env,
-            log_path=workdir / "obsigen.log",
+            log_path=workdir / f"obsigen-{name}.log",
             url=f"http://{LOOPBACK}:{port}",
             cwd=REPO,
             ready_path="/readyz",
@@ -192,7 +230,8 @@ def run(workdir: Path, big_mb: int, rounds: int) -> dict[str, Any]:
         )
         children = _children(server.process.pid)
         if children:
-            raise BenchError(f"the server forked {children}: its own RSS would not be the peak")
+            commands = [command_line(child) for child in children]
+            raise BenchError(f"the server forked {commands}: its own RSS would not be the peak")
         limit = big_mb * MB
         with httpx.Client(base_url=server.url, timeout=300.0, trust_env=False) as client:
             _upload(client, key, 64 * 1024, "warm-up.pdf")  # imports, first connections
@@ -202,17 +241,45 @@ def run(workdir: Path, big_mb: int, rounds: int) -> dict[str, Any]:
     finally:
         if server is not None:
             stop(server)
+    return {"small": small, "large": large, "over_limit": over}
+
+
+def _drop_queue(queue: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=10)
+    try:
+        keys = list(client.scan_iter(match=f"{queue}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def run(workdir: Path, big_mb: int, rounds: int) -> dict[str, Any]:
+    upstream = start_fake_upstream(workdir)
+    queue = f"obsigen-bench-upload-{os.urandom(4).hex()}"
+    try:
+        queued = measure(workdir, upstream.url, big_mb, rounds, queue)
+        in_process = measure(workdir, upstream.url, big_mb, rounds, None)
+    finally:
         stop(upstream)
+        with contextlib.suppress(Exception):
+            _drop_queue(queue)
+    large = queued["large"]
     return {
-        "server": "obsigen serve (uvicorn, 1 process), SQLite, local object store",
+        "server": "obsigen serve (uvicorn, 1 process), SQLite, local object store; indexing "
+        "of uploads queued to Redis with no worker running, so the server only uploads",
         "limit_mb": big_mb,
         "rounds": rounds,
-        "scenarios": {"small": small, "large": large, "over_limit": over},
-        "large_over_small_peak_rss": round(large["peak_rss_mib"] / small["peak_rss_mib"], 3),
-        "over_limit_over_small_peak_rss": round(over["peak_rss_mib"] / small["peak_rss_mib"], 3),
+        "scenarios": queued,
+        **_ratios(queued),
         "large_mb_per_s_median": round(
             large["bytes"] / MB / statistics.median(large["seconds"]), 1
         ),
+        # The embedded default (no Redis): the same server also indexes every upload itself
+        # right after answering, inside the measured window.
+        "with_in_process_indexing": {"scenarios": in_process, **_ratios(in_process)},
     }
 
 
@@ -232,17 +299,18 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     body["duration_s"] = round(time.monotonic() - started, 1)
     path = write_suite("upload", machine_info(), body)
-    scenarios = body["scenarios"]
-    for name, result in scenarios.items():
+    for label, part in (("upload only", body), ("+ indexing", body["with_in_process_indexing"])):
+        print(label)
+        for name, result in part["scenarios"].items():
+            print(
+                f"{name:>10}: {result['bytes'] / MB:8.1f} MB  {result['mb_per_s']:7.1f} MB/s  "
+                f"peak RSS {result['peak_rss_mib']:7.1f} MiB "
+                f"(+{result['peak_rss_growth_mib']} MiB)  HTTP {result['status']}"
+            )
         print(
-            f"{name:>10}: {result['bytes'] / MB:8.1f} MB  {result['mb_per_s']:7.1f} MB/s  "
-            f"peak RSS {result['peak_rss_mib']:7.1f} MiB (+{result['peak_rss_growth_mib']} MiB)"
-            f"  HTTP {result['status']}"
+            f"peak RSS large/small: {part['large_over_small_peak_rss']}, "
+            f"over-limit/small: {part['over_limit_over_small_peak_rss']}"
         )
-    print(
-        f"peak RSS large/small: {body['large_over_small_peak_rss']}, "
-        f"over-limit/small: {body['over_limit_over_small_peak_rss']}"
-    )
     print(f"wrote {path.relative_to(REPO)} in {body['duration_s']:.0f} s")
     return 0
 

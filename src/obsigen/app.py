@@ -17,6 +17,7 @@ from obsigen.retention.scheduler import RetentionScheduler
 from obsigen.secrets.rotation import enforce_rotation, rotation_report, warnings
 from obsigen.services import Services, build_services
 from obsigen.web.api import (
+    accounts,
     approvals,
     artifacts,
     audit_events,
@@ -31,12 +32,15 @@ from obsigen.web.api import (
     models,
     oidc,
     roles,
+    safeguards,
     saml,
     scim,
     search,
     tasks,
+    tenant_settings,
 )
 from obsigen.web.edge import install_edge
+from obsigen.web.metrics import install_metrics
 from obsigen.web.openapi import install_openapi
 from obsigen.web.problems import install_problem_handlers
 from obsigen.web.ui import router as ui
@@ -111,6 +115,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_rate_limits(app)
     install_edge(app, settings)
+    # [metrics] enabled: HTTP request metrics and GET /metrics (docs/metrics.md).
+    install_metrics(app, settings)
     for module in (
         health,
         jwks,
@@ -119,9 +125,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         chat_completions,
         conversations,
         approvals,
+        safeguards,
         code,
         audit_events,
         roles,
+        accounts,
+        tenant_settings,
         files,
         idps,
         oidc,

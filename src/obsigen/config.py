@@ -474,6 +474,29 @@ class TenantSafeguards(_Section):
     indirect_threshold: float | None = Field(default=None, gt=0, le=1)
 
 
+class SafeguardJudgeSettings(_Section):
+    """The optional LLM judge: a chat model asked about texts whose score is in a grey zone.
+
+    ``grey_high`` unset means the channel's threshold: the judge can then only add detections
+    below it, never clear a text the other detectors flag.
+    """
+
+    enabled: bool = False
+    model: str = ""  # empty: the first model the inference provider lists
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # 0.8: about 9 % of benign prompts and 12 % of attacks (the missed ones it could add) score
+    # between it and the default threshold on the held-out data (docs/safeguards.md).
+    grey_low: float = Field(default=0.8, gt=0, lt=1)
+    grey_high: float | None = Field(default=None, gt=0, le=1)
+    max_chars: int = Field(default=4000, ge=200, le=50_000)
+
+    @model_validator(mode="after")
+    def _zone(self) -> SafeguardJudgeSettings:
+        if self.grey_high is not None and self.grey_high <= self.grey_low:
+            raise ValueError("judge.grey_high must be above judge.grey_low")
+        return self
+
+
 class SafeguardsSettings(_Section):
     """Injection and jailbreak detection on prompts and on everything else the model reads.
 
@@ -487,8 +510,51 @@ class SafeguardsSettings(_Section):
     mode: Literal["block", "warn", "log-only"] = "block"
     threshold: float = Field(default=0.921, gt=0, le=1)
     indirect_threshold: float = Field(default=0.909, gt=0, le=1)
-    # By tenant id: e.g. a security team's tenant that may discuss attacks runs "warn".
+    # Deprecated: tenant admins set their policy through /api/v1/safeguards/policy. Applies
+    # only to tenants with no stored policy (their version 0).
     tenant_overrides: dict[str, TenantSafeguards] = Field(default_factory=dict)
+    # Bounds on what a tenant admin may store; a stored value outside them is clamped.
+    tenant_modes: list[Literal["block", "warn", "log-only"]] = Field(
+        default=["block", "warn", "log-only"], min_length=1
+    )
+    tenant_threshold_min: float = Field(default=0.3, gt=0, le=1)
+    tenant_threshold_max: float = Field(default=0.99, gt=0, le=1)
+    # How long a tenant's stored policy is reused before the database is asked again.
+    policy_cache_s: float = Field(default=5.0, ge=0, le=300)
+    judge: SafeguardJudgeSettings = Field(default_factory=SafeguardJudgeSettings)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SafeguardsSettings:
+        if self.tenant_threshold_min > self.tenant_threshold_max:
+            raise ValueError("tenant_threshold_min must not exceed tenant_threshold_max")
+        return self
+
+
+class DaysRange(_Section):
+    """The periods, in days, a tenant's admins may choose for one kind of data."""
+
+    min: int = Field(default=1, ge=1)
+    max: int = Field(default=36_500, ge=1, le=36_500)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DaysRange:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class AuditDaysRange(DaysRange):
+    # EU AI Act Art. 19: no tenant choice may keep logs under six months.
+    min: int = Field(default=183, ge=183)
+
+
+class RetentionTenantLimits(_Section):
+    """What ``PUT /api/v1/retention`` accepts per kind (docs/retention.md); audit >= 183 days."""
+
+    files_days: DaysRange = Field(default_factory=lambda: DaysRange(max=1095))
+    artifacts_days: DaysRange = Field(default_factory=lambda: DaysRange(max=1095))
+    conversations_days: DaysRange = Field(default_factory=lambda: DaysRange(max=1095))
+    audit_days: AuditDaysRange = Field(default_factory=lambda: AuditDaysRange(max=3650))
 
 
 class RetentionSettings(_Section):
@@ -502,6 +568,8 @@ class RetentionSettings(_Section):
     # Keyed by tenant name or id: {"acme" = {files_days = 30}}. Only the keys above; a value
     # below a field's minimum is refused like the field itself (audit_days >= 183).
     tenant_overrides: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # The range each tenant's admins may choose from (stored per tenant; overrides above win).
+    tenant_limits: RetentionTenantLimits = Field(default_factory=RetentionTenantLimits)
     # The server's own purge runs this often (fractions allowed); 0 leaves it to the CLI.
     interval_hours: float = Field(default=24, ge=0)
     # An upload still pending after this long was cut short by a crash.
@@ -567,6 +635,52 @@ class SecretsSettings(_Section):
     db_credential_rotated_at: date | None = None
 
 
+class MetricsSettings(_Section):
+    """``GET /metrics`` for Prometheus (docs/metrics.md); off unless ``enabled``.
+
+    Only peers inside ``allow_from`` (loopback by default) may read it: the real peer, or the
+    client a proxy in ``server.trusted_proxies`` names, never an X-Forwarded-For from anyone
+    else. With ``bearer_token`` (a secret reference) they must also send that token.
+    """
+
+    # Also when validated on its own: a refused token may be the pasted secret.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    enabled: bool = False
+    bearer_token: str = ""
+    allow_from: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"], min_length=1)
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_reference(cls, value: str) -> str:
+        from obsigen.secretref import check_reference
+
+        check_reference("metrics.bearer_token", value)
+        return value
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"metrics.allow_from: {entry!r} is not an IP address or CIDR: {exc}"
+                ) from None
+        return [entry.strip() for entry in value]
+
+    @model_validator(mode="after")
+    def _not_open_without_token(self) -> MetricsSettings:
+        # Metrics describe the deployment (routes, load, sinks): a scraper anywhere on the
+        # Internet must at least hold the token.
+        if not self.bearer_token and any(
+            ipaddress.ip_network(entry).prefixlen == 0 for entry in self.allow_from
+        ):
+            raise ValueError("metrics.allow_from admits every address: set metrics.bearer_token")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="OBSIGEN_",
@@ -594,6 +708,7 @@ class Settings(BaseSettings):
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     tasks: TasksSettings = Field(default_factory=TasksSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _references_only(self) -> Settings:

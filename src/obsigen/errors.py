@@ -80,3 +80,12 @@ class Unavailable(ObsigenError):
     status = 503
     type_slug = "unavailable"
     title = "Service unavailable"
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database refused the connection, dropped it or stopped answering within its
+    timeouts (``connect_timeout``/``read_timeout``): nothing of the request was committed
+    after that point, and a retry once the database is back may succeed."""
+
+    type_slug = "database-unavailable"
+    title = "Database unavailable"

@@ -690,6 +690,15 @@ class MotoS3Receiver:
                         self._kept[item["Key"]] = body.read()
         return dict(self._kept)
 
+    def kill(self) -> None:
+        """SIGKILL, nothing read first: what it held dies with it (a real store's disk would
+        keep it; tests that need that put their own copy back after ``start``)."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        proc.kill()
+        proc.wait()
+
     def stop(self) -> None:
         if self._proc is None:
             return

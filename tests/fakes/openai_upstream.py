@@ -48,6 +48,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any] | None
+    client_port: int | None = None  # which connection carried it
 
 
 @dataclass
@@ -65,6 +66,8 @@ class FakeUpstream:
     raw_body: str | None = None  # answer chat requests with this text instead (status 200)
     required_api_key: str = ""  # when set, other keys get a 401 that echoes them
     prompt_tokens: int = 11
+    events_after_done: int = 0  # junk events sent after [DONE]
+    stall_after_done_s: float = 0.0  # the body stays open this long after [DONE]
     # Consumed one per chat request; each sets answer and tool_calls from then on.
     script: list[FakeReply] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -131,7 +134,10 @@ class FakeUpstream:
 
     def _record(self, request: Request, body: dict[str, Any] | None) -> None:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(RecordedRequest(request.method, request.url.path, headers, body))
+        port = request.client.port if request.client else None
+        self.requests.append(
+            RecordedRequest(request.method, request.url.path, headers, body, client_port=port)
+        )
 
     def _calls(self) -> list[FakeToolCall]:
         return [
@@ -198,6 +204,10 @@ class FakeUpstream:
             usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model}
             yield f"data: {json.dumps({**usage, 'choices': [], 'usage': self._usage()})}\n\n"
         yield "data: [DONE]\n\n"
+        for n in range(self.events_after_done):
+            yield f"data: {json.dumps({'after_done': n})}\n\n"
+        if self.stall_after_done_s:
+            await asyncio.sleep(self.stall_after_done_s)
 
     def _deltas(self, calls: list[FakeToolCall]) -> Iterator[dict[str, Any]]:
         if not calls:

@@ -57,6 +57,7 @@ def redis_server_binary() -> str | None:
 class PrivateRedis:
     port: int
     proc: subprocess.Popen[bytes]
+    argv: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -64,6 +65,19 @@ class PrivateRedis:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: every client connection is reset; nothing is persisted to come back."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Start again on the same port (empty: nothing was persisted)."""
+        assert self.proc.poll() is not None, "still running"
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, self.proc, 10)
 
 
 @contextlib.contextmanager
@@ -73,14 +87,15 @@ def private_redis(directory: Path, *extra_args: str) -> Iterator[PrivateRedis]:
     if binary is None:
         raise RuntimeError("redis-server is not installed")
     port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory), *extra_args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = (binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+            "no", "--dir", str(directory), *extra_args)  # fmt: skip
+    server = PrivateRedis(
+        port,
+        subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        argv,
+    )
     try:
-        wait_for_port(port, proc, 10)
-        yield PrivateRedis(port, proc)
+        wait_for_port(port, server.proc, 10)
+        yield server
     finally:
-        stop_process(proc)
+        stop_process(server.proc)

@@ -89,6 +89,8 @@ async def fuzz_platform(
         "tenant": "1000000/minute",
         "endpoints": {},
     }
+    # GET /metrics is served (and so fuzzed) only where enabled; the client is loopback.
+    data["metrics"] = {"enabled": True}
     async with running_platform(Settings.model_validate(data), upstream) as running:
         yield running
 

@@ -54,6 +54,7 @@ def kind_of(path: str, param: str) -> str | None:
         "mapping_id": "mapping",
         "artifact_id": "artifact",
         "letter_id": "dead_letter",
+        "api_key_id": "apikey",
     }.get(param)
 
 
@@ -105,6 +106,7 @@ ROWS: dict[str, tuple[str, str]] = {
     "mapping": ("group_role_mappings", "id"),
     "artifact": ("artifacts", "id"),
     "dead_letter": ("task_dead_letters", "id"),
+    "apikey": ("api_keys", "id"),
     "scim_user": ("scim_users", "user_id"),  # the SCIM id is the platform user id
     "scim_group": ("scim_groups", "id"),
 }
@@ -244,6 +246,8 @@ async def _objects_of(platform: Platform, tenant: str, admin: LoggedIn) -> dict[
         json={"source": f"idp:{ids['idp']}", "group": "staff", "role": "member"},
     )
     ids["mapping"] = mapping["id"]
+    key = await _ok(platform, "POST", "/api/v1/api-keys", token, json={"name": "A's key"})
+    ids["apikey"] = key["id"]
     async with platform.services.sessions() as session:
         tenant_id = (await tenant_by_name(session, tenant)).id
     principal = Principal(tenant_id=tenant_id, kind="user", id=admin.user_id, roles=frozenset())

@@ -42,12 +42,21 @@ class SendEmailTool:
         return ToolResult("sent")
 
 
-@contextmanager
-def serve_app(settings: Settings, send_email: SendEmailTool) -> Iterator[str]:
-    """Serve the app on 127.0.0.1; yield its base URL."""
+def listening_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serve_app(
+    settings: Settings, send_email: SendEmailTool, sock: socket.socket | None = None
+) -> Iterator[str]:
+    """Serve the app on 127.0.0.1 (on ``sock`` when given: settings that name the app's own
+    URL need the port first); yield its base URL."""
+    if sock is None:
+        sock = listening_socket()
     port = sock.getsockname()[1]
     holder: dict[str, uvicorn.Server] = {}
     failed: list[BaseException] = []

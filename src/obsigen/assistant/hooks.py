@@ -23,6 +23,7 @@ class GuardResult:
     score: float = 0.0
     categories: tuple[str, ...] = ()
     detector: str = "none"
+    policy_version: int = 0  # of the tenant's safeguard policy that decided; audited
 
 
 ALLOW = GuardResult("allow")

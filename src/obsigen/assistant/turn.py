@@ -27,8 +27,15 @@ from obsigen.assistant.tool_execution import ToolOutcome
 from obsigen.audit.events import AuditEvent, actor_of, digest
 from obsigen.audit.recorder import AuditRecorder
 from obsigen.authz.principal import Principal
+from obsigen.db.deferred import retry_when_back
 from obsigen.db.models import ToolCall
-from obsigen.errors import InvalidInput, ObsigenError, UpstreamFailed, UpstreamTimeout
+from obsigen.errors import (
+    DatabaseUnavailable,
+    InvalidInput,
+    ObsigenError,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from obsigen.inference.errors import InferenceError, InferenceTimeout
 from obsigen.inference.interfaces import (
     ChatMessage,
@@ -132,12 +139,23 @@ class _Turn:
     conversation_id: str = ""
     prompt_message_ids: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    # Events noted but not yet recorded; the next ``audit`` or ``flush_audit`` records them
+    # first, in order, in the same write.
+    unrecorded: list[AuditEvent] = field(default_factory=list)
 
     async def audit(self, type_: str, outcome: str = "success", **data: Any) -> None:
+        """Record an event (and any noted before it); returns once every sink kept it."""
+        self.note(type_, outcome, **data)
+        await self.flush_audit()
+
+    def note(self, type_: str, outcome: str = "success", **data: Any) -> None:
+        """An event whose record may wait for the next ``audit``: for steps with no effect
+        outside the process between them and that next record (a model call, a tool run and
+        the answer are each preceded by one), so they share one transaction per sink."""
         principal = self.request.principal
         if self.request.source_address:
             data.setdefault("source_address", self.request.source_address)
-        await self.services.audit.record(
+        self.unrecorded.append(
             AuditEvent(
                 type=type_,
                 tenant_id=principal.tenant_id,
@@ -148,14 +166,26 @@ class _Turn:
             )
         )
 
+    async def flush_audit(self) -> None:
+        events, self.unrecorded = self.unrecorded, []
+        await self.services.audit.record_many(events)
+
 
 async def run_turn(services: TurnServices, request: TurnRequest) -> AsyncIterator[TurnEvent]:
     """Run one turn, yielding content as it streams and a final TurnFinished."""
     if not request.messages:
         raise InvalidInput("messages must not be empty")
     turn = _Turn(services, request)
-    history = await _persist_prompt(turn)
     try:
+        history = await _persist_prompt(turn)
+    except DatabaseUnavailable as exc:
+        # Lost with the commit's answer, the prompt may be stored all the same (a database
+        # killed or frozen at that moment commits what it had received): mark it failed.
+        if turn.prompt_message_ids:
+            await _fail(turn, exc)
+        raise
+    try:
+        await _audit_prompt(turn)
         await _check_input(turn)
         yield TurnStarted(turn.conversation_id, turn.interaction_id)
         redaction = services.hooks.redactor.redact(history)
@@ -164,6 +194,12 @@ async def run_turn(services: TurnServices, request: TurnRequest) -> AsyncIterato
     except (InferenceError, ObsigenError, asyncio.CancelledError) as exc:
         await _fail(turn, exc)
         raise _public_error(exc) from exc
+    except BaseException:
+        # Anything else (a bug, the consumer closing the turn early): what was noted is
+        # still recorded before the error goes on.
+        if turn.unrecorded:
+            await asyncio.shield(turn.flush_audit())
+        raise
 
 
 async def _persist_prompt(turn: _Turn) -> tuple[ChatMessage, ...]:
@@ -178,16 +214,20 @@ async def _persist_prompt(turn: _Turn) -> tuple[ChatMessage, ...]:
         )
         turn.conversation_id = conversation.id
         turn.prompt_message_ids = [row.id for row in rows]
-        history = await store.history(session, conversation)
-    prompt = _last_user_text(request.messages)
+        return await store.history(session, conversation)
+
+
+async def _audit_prompt(turn: _Turn) -> None:
+    # Apart from the insert: the prompt is stored by now, so a failure here fails the turn
+    # the usual way (the prompt marked failed) instead of leaving it looking answered.
+    prompt = _last_user_text(turn.request.messages)
     await turn.audit(
         "chat.prompt",
-        model=request.model,
-        messages=len(request.messages),
+        model=turn.request.model,
+        messages=len(turn.request.messages),
         content=prompt,
         content_digest=digest(prompt),
     )
-    return history
 
 
 def _last_user_text(messages: tuple[ChatMessage, ...]) -> str:
@@ -202,13 +242,19 @@ async def _check_input(turn: _Turn) -> None:
     result = await turn.services.hooks.input_guard.check(
         text, source="user", tenant_id=turn.request.principal.tenant_id
     )
-    await _audit_verdict(turn, result, source="user")
+    # Recorded with model.request before the model call, or with chat.failed when it blocks.
+    _note_verdict(turn, result, source="user")
     if result.verdict == "block":
         raise InputBlocked(f"blocked as {', '.join(result.categories) or 'unsafe'}")
 
 
 async def _audit_verdict(turn: _Turn, result: GuardResult, *, source: str) -> None:
-    await turn.audit(
+    _note_verdict(turn, result, source=source)
+    await turn.flush_audit()
+
+
+def _note_verdict(turn: _Turn, result: GuardResult, *, source: str) -> None:
+    turn.note(
         "safeguard.verdict",
         outcome="denied" if result.verdict == "block" else "success",
         source=source,
@@ -283,7 +329,9 @@ async def _model_and_tool_loop(turn: _Turn, redaction: Redaction) -> AsyncIterat
                 finish = chunk.finish_reason
             if chunk.usage is not None:
                 turn.usage = turn.usage + chunk.usage
-        await turn.audit(
+        # Recorded with the next event: chat.response once the answer is stored, or the
+        # policy decision before any tool runs.
+        turn.note(
             "model.response",
             provider=services.provider.name,
             model=request.model,
@@ -534,9 +582,13 @@ async def _finish(
         conversation = await store.open_conversation(
             session, turn.request.principal, turn.conversation_id, turn.request.model
         )
-        (row,) = await store.append_messages(session, conversation, (answer,), turn.interaction_id)
-        row.prompt_tokens = turn.usage.prompt_tokens
-        row.completion_tokens = turn.usage.completion_tokens
+        (row,) = await store.append_messages(
+            session,
+            conversation,
+            (answer,),
+            turn.interaction_id,
+            tokens=(turn.usage.prompt_tokens, turn.usage.completion_tokens),
+        )
     await turn.audit(
         "chat.response",
         message_id=row.id,
@@ -560,7 +612,13 @@ async def _finish(
 async def _fail(turn: _Turn, exc: BaseException) -> None:
     reason = _reason(exc)
     # Shielded: a client that hangs up must not stop us recording why its turn failed.
-    await asyncio.shield(_record_failure(turn, reason))
+    try:
+        await asyncio.shield(_record_failure(turn, reason))
+    except DatabaseUnavailable:
+        # The outage that failed the turn also refuses its record: written once it is back.
+        retry_when_back(
+            lambda: _record_failure(turn, reason), f"failure of turn {turn.interaction_id}"
+        )
 
 
 async def _record_failure(turn: _Turn, reason: str) -> None:

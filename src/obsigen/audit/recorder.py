@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from obsigen.audit.canonical import canonical_text
 from obsigen.audit.events import AuditEvent
 from obsigen.audit.interfaces import AuditSink
+from obsigen.metrics import emit_counted, watch_audit_sinks
 
 logger = logging.getLogger("obsigen.audit")
 
@@ -30,10 +31,24 @@ class BackgroundSink(Protocol):
     async def flush(self, timeout_s: float) -> bool: ...
 
 
+async def _emit_all(sink: AuditSink, events: Sequence[AuditEvent]) -> None:
+    # The database and file sinks keep several events with one write (``emit_many``); the
+    # others get them one by one, in order.
+    emit_many: Callable[[Sequence[AuditEvent]], Awaitable[None]] | None = getattr(
+        sink, "emit_many", None
+    )
+    if emit_many is not None:
+        await emit_many(events)
+        return
+    for event in events:
+        await sink.emit(event)
+
+
 class AuditRecorder:
     def __init__(self, sinks: Sequence[AuditSink]) -> None:
         self._sinks = tuple(sinks)
         self._started = False
+        watch_audit_sinks(self._sinks)
 
     @property
     def sinks(self) -> tuple[AuditSink, ...]:
@@ -56,15 +71,26 @@ class AuditRecorder:
             sink.start()
 
     async def record(self, event: AuditEvent) -> None:
+        await self.record_many((event,))
+
+    async def record_many(self, events: Sequence[AuditEvent]) -> None:
+        """Record ``events`` in this order, each sink taking them together where it can (the
+        database in one transaction, the file in one write); returns once every sink kept all
+        of them, and raises as ``record`` does."""
+        if not events:
+            return
         # An event without a JSON form (NaN, say) is refused before any sink sees it, so no
         # copy holds what the record cannot.
-        canonical_text(event.to_json())
+        for event in events:
+            canonical_text(event.to_json())
         self.start()
         if len(self._sinks) == 1:
-            await self._sinks[0].emit(event)
+            sink = self._sinks[0]
+            await emit_counted(sink, _emit_all(sink, events), len(events))
             return
         results = await asyncio.gather(
-            *(sink.emit(event) for sink in self._sinks), return_exceptions=True
+            *(emit_counted(s, _emit_all(s, events), len(events)) for s in self._sinks),
+            return_exceptions=True,
         )
         errors = [
             (sink, result)
@@ -73,8 +99,9 @@ class AuditRecorder:
         ]
         if not errors:
             return
+        ids = ",".join(event.event_id for event in events)
         for sink, error in errors[1:]:
-            logger.error("audit sink %s failed event %s: %s", sink.name, event.event_id, error)
+            logger.error("audit sink %s failed event(s) %s: %s", sink.name, ids, error)
         raise errors[0][1]
 
     async def flush(self, timeout_s: float) -> bool:

@@ -32,12 +32,19 @@ class Permission(StrEnum):
     TOOL_POLICY_READ = "tenant:tool_policy:read"
     TOOL_POLICY_MANAGE = "tenant:tool_policy:manage"
     APPROVALS_DECIDE = "tenant:approvals:decide"
+    # The tenant's injection/jailbreak detection policy: mode, thresholds, LLM judge.
+    SAFEGUARDS_READ = "tenant:safeguards:read"
+    SAFEGUARDS_MANAGE = "tenant:safeguards:manage"
     TENANT_MANAGE = "tenant:settings:manage"
     KEYS_MANAGE = "tenant:keys:manage"
     # Identity providers, group-to-role mappings and SCIM tokens: who can sign in, as what.
     FEDERATION_MANAGE = "tenant:federation:manage"
     # The tenant's failed background tasks (dead letters): read them and send them again.
     TASKS_MANAGE = "tenant:tasks:manage"
+    # Tenant settings and where the tenant's data lives (retention periods, the data map).
+    SETTINGS_READ = "tenant:settings:read"
+    # The tenant's retention periods, within the operator's limits (docs/retention.md).
+    RETENTION_MANAGE = "tenant:retention:manage"
 
 
 # Custom role names: lowercase, digits, '-' and '_' (built-in names are reserved).
@@ -73,6 +80,8 @@ _AUDITOR = _VIEWER | {
     Permission.AUDIT_EXPORT,
     Permission.USERS_READ,
     Permission.TOOL_POLICY_READ,
+    Permission.SAFEGUARDS_READ,
+    Permission.SETTINGS_READ,
 }
 _ADMIN = (
     _MEMBER
@@ -83,9 +92,11 @@ _ADMIN = (
         Permission.SESSIONS_REVOKE,
         Permission.APIKEYS_MANAGE,
         Permission.TOOL_POLICY_MANAGE,
+        Permission.SAFEGUARDS_MANAGE,
         Permission.APPROVALS_DECIDE,
         Permission.FEDERATION_MANAGE,
         Permission.TASKS_MANAGE,
+        Permission.RETENTION_MANAGE,
     }
 )
 _OWNER = _ADMIN | {Permission.TENANT_MANAGE, Permission.KEYS_MANAGE}

@@ -19,6 +19,7 @@ from obsigen.assistant.hooks import Decision, PolicyDecision
 from obsigen.authz.permissions import ROLE_NAME_PATTERN
 from obsigen.authz.principal import Principal
 from obsigen.db.tool_policy_models import ToolPolicyVersion
+from obsigen.metrics import TOOL_CALLS
 from obsigen.tools.interfaces import Sensitivity
 from obsigen.tools.registry import ToolRegistry
 
@@ -138,4 +139,7 @@ class TenantToolPolicy:
         sensitivity: Sensitivity | Literal["client"] = (
             registered.sensitivity if registered is not None else "client"
         )
-        return evaluate(document, version, principal.roles, tool, sensitivity)
+        decision = evaluate(document, version, principal.roles, tool, sensitivity)
+        # A client tool's name is the API client's free text: never a label.
+        TOOL_CALLS.labels(tool if registered is not None else "client", decision.decision).inc()
+        return decision

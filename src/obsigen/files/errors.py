@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from obsigen.errors import ObsigenError
+from obsigen.errors import ObsigenError, Unavailable
 
 
 class UploadTooLarge(ObsigenError):
@@ -26,3 +26,12 @@ class UnsafeArchive(ObsigenError):
     status = 422
     type_slug = "unsafe-archive"
     title = "Archive refused"
+
+
+class ObjectStoreUnavailable(Unavailable):
+    """The object store (S3) could not be reached, dropped the connection, timed out or
+    answered 5xx: an upload is not stored (and leaves no file behind), a download did not
+    start. Retrying once the store is back may succeed."""
+
+    type_slug = "object-store-unavailable"
+    title = "Object store unavailable"

@@ -10,16 +10,18 @@ also removes every version of the key, so deletion in a versioned bucket really 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from obsigen.files.errors import ObjectStoreUnavailable
 from obsigen.files.stores import (
     CHUNK_SIZE,
     AnyEncryptionHook,
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_THROTTLED = {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError"}
 _OPTIONS = {
     "region",
     "endpoint_url",
@@ -122,6 +125,10 @@ class S3ObjectStore:
         return f"{self.config.prefix}{key}"
 
     async def put_stream(self, key: ObjectKey, chunks: AsyncIterable[bytes]) -> PutResult:
+        with _outage_as_unavailable("store the upload"):
+            return await self._put_stream(key, chunks)
+
+    async def _put_stream(self, key: ObjectKey, chunks: AsyncIterable[bytes]) -> PutResult:
         client = await asyncio.to_thread(self._s3)
         bucket, name = self.config.bucket, self.name_of(key)
         digest = new_digest()
@@ -185,9 +192,10 @@ class S3ObjectStore:
     async def get_stream(self, key: ObjectKey) -> AsyncIterator[bytes]:
         client = await asyncio.to_thread(self._s3)
         try:
-            answer = await asyncio.to_thread(
-                client.get_object, Bucket=self.config.bucket, Key=self.name_of(key)
-            )
+            with _outage_as_unavailable("read the object"):
+                answer = await asyncio.to_thread(
+                    client.get_object, Bucket=self.config.bucket, Key=self.name_of(key)
+                )
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND:
                 raise ObjectNotFound("object not found") from None
@@ -201,7 +209,8 @@ class S3ObjectStore:
 
     async def delete(self, key: ObjectKey) -> None:
         client = await asyncio.to_thread(self._s3)
-        await asyncio.to_thread(self._delete_all_versions, client, self.name_of(key))
+        with _outage_as_unavailable("delete the object"):
+            await asyncio.to_thread(self._delete_all_versions, client, self.name_of(key))
 
     def _delete_all_versions(self, client: Any, name: str) -> None:
         bucket = self.config.bucket
@@ -222,9 +231,10 @@ class S3ObjectStore:
     async def exists(self, key: ObjectKey) -> bool:
         client = await asyncio.to_thread(self._s3)
         try:
-            await asyncio.to_thread(
-                client.head_object, Bucket=self.config.bucket, Key=self.name_of(key)
-            )
+            with _outage_as_unavailable("look up the object"):
+                await asyncio.to_thread(
+                    client.head_object, Bucket=self.config.bucket, Key=self.name_of(key)
+                )
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND:
                 return False
@@ -241,9 +251,31 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+@contextlib.contextmanager
+def _outage_as_unavailable(action: str) -> Iterator[None]:
+    """botocore's connection errors and S3's 5xx answers (after botocore's own retries) are
+    an outage of the store, not a bug: 503 ``object-store-unavailable``. Other client errors
+    (404, 403) pass through for the caller to decide."""
+    try:
+        yield
+    except ClientError as exc:
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if status < 500 and _error_code(exc) not in _THROTTLED:
+            raise
+        log.warning("object store failed to %s: %s", action, exc)
+        raise ObjectStoreUnavailable(f"the object store failed to {action}; retry later") from exc
+    except BotoCoreError as exc:
+        # The message names the endpoint: for the log, not for the caller.
+        log.warning("object store unreachable to %s: %s", action, exc)
+        raise ObjectStoreUnavailable(
+            f"the object store could not be reached to {action}; retry later"
+        ) from exc
+
+
 async def _read_body(body: Any) -> AsyncIterator[bytes]:
     try:
-        while chunk := await asyncio.to_thread(body.read, CHUNK_SIZE):
-            yield bytes(chunk)
+        with _outage_as_unavailable("send the object"):
+            while chunk := await asyncio.to_thread(body.read, CHUNK_SIZE):
+                yield bytes(chunk)
     finally:
         body.close()

@@ -5,12 +5,18 @@ from __future__ import annotations
 from obsigen.config import InferenceSettings
 from obsigen.inference.interfaces import InferenceProvider
 from obsigen.inference.local_llama import LocalLlamaProvider
+from obsigen.inference.metered import metered
 from obsigen.inference.openai_http import OpenAIHTTPProvider
 from obsigen.residency import LOCAL
 from obsigen.secretref import resolve_secret
 
 
 def make_provider(settings: InferenceSettings) -> InferenceProvider:
+    # Every call is timed and its failures counted (docs/metrics.md).
+    return metered(_backend(settings))
+
+
+def _backend(settings: InferenceSettings) -> InferenceProvider:
     if settings.provider == "local":
         return LocalLlamaProvider(
             model_path=settings.model_path,

@@ -34,6 +34,9 @@ _BACKOFF_BASE_S = 0.2
 _BACKOFF_CAP_S = 2.0
 _MAX_BODY_BYTES = 16 * 1024 * 1024  # a completion is text; anything bigger is a broken upstream
 _MAX_ERROR_BYTES = 64 * 1024
+# What may follow [DONE] before the connection is given up instead of reused.
+_DRAIN_EVENTS = 8
+_DRAIN_TIMEOUT_S = 0.5
 
 
 class OpenAIHTTPProvider:
@@ -129,13 +132,16 @@ class OpenAIHTTPProvider:
                 return
             assembler = StreamAssembler(model=body["model"])
             done = False
-            async for data in self._events(response):
+            events = self._events(response)
+            async for data in events:
                 if data.strip() == "[DONE]":
                     done = True
                     break
                 chunk = assembler.feed(decode_json(data))
                 if chunk is not None:
                     yield chunk
+            if done:
+                await _drain(events)
             yield assembler.finish(done_seen=done)
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[str]:
@@ -232,6 +238,22 @@ class OpenAIHTTPProvider:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+async def _drain(events: AsyncIterator[str]) -> None:
+    """Read what follows [DONE], normally just the end of the body, so the connection goes
+    back to the pool: a response closed unread takes its connection with it, and every turn
+    would pay for a new one (a TLS handshake with a remote upstream). Bounded in events and
+    time; past either, or on any error, the connection is closed as before."""
+    try:
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            count = 0
+            async for _ in events:
+                count += 1
+                if count > _DRAIN_EVENTS:
+                    return
+    except (TimeoutError, InferenceError):
+        return
 
 
 def _backoff(attempt: int, retry_after: str | None) -> float:

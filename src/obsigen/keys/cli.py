@@ -127,9 +127,11 @@ def rotate_key(
         if kind == "kek" and settings.keys.tenant_encryption:
             from sqlalchemy.exc import SQLAlchemyError
 
+            from obsigen.errors import DatabaseUnavailable
+
             try:
                 await _rewrap(settings)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, DatabaseUnavailable) as exc:
                 # The new KEK stands; the old one still unwraps, so nothing is unreadable.
                 typer.echo(
                     f"warning: tenant data keys not re-wrapped ({type(exc).__name__}): "

@@ -25,8 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from obsigen.authz.principal import Principal
 from obsigen.config import RateLimitSettings
+from obsigen.metrics import RATE_LIMIT_REJECTIONS, rate_limit_scope
 from obsigen.ratelimit.budget import MemoryTokenBudget, RedisTokenBudget, Reservation, TokenBudget
-from obsigen.ratelimit.errors import whole_seconds
+from obsigen.ratelimit.errors import TokenBudgetExceeded, whole_seconds
 from obsigen.ratelimit.gcra import (
     Decision,
     Limit,
@@ -202,6 +203,7 @@ async def enforce_rate_limits(request: Request, principal: Principal | None) -> 
     decision = await limits.check(request.method, endpoint_of(request), principal, client)
     state[DECISION_STATE] = decision
     if decision is not None and not decision.allowed:
+        RATE_LIMIT_REJECTIONS.labels("request", rate_limit_scope(decision.key)).inc()
         raise decision.refusal()
     return decision
 
@@ -224,12 +226,16 @@ async def reserve_tokens(
     limits = rate_limits_of(request)
     if limits is None:
         return Reservation(tokens=estimated_tokens)
-    return await limits.budget.reserve(
-        principal.tenant_id,
-        principal_id(principal),
-        estimated_tokens,
-        on_store_down=limits.policy_for(request.method),
-    )
+    try:
+        return await limits.budget.reserve(
+            principal.tenant_id,
+            principal_id(principal),
+            estimated_tokens,
+            on_store_down=limits.policy_for(request.method),
+        )
+    except TokenBudgetExceeded:
+        RATE_LIMIT_REJECTIONS.labels("token_budget", "budget").inc()
+        raise
 
 
 async def settle_tokens(request: Request, reservation: Reservation, actual_tokens: int) -> None:

@@ -210,7 +210,7 @@ async def _purge_audit(
 
     if not tenant_ids:
         return []
-    policy = RetentionPolicy(settings.retention)
+    policy = await RetentionPolicy.load(settings.retention, sessions)
     async with sessions.begin() as session:
         rows = (
             await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenant_ids)))

@@ -96,7 +96,8 @@ class Purger:
     ) -> list[TenantPurge]:
         """Purge every tenant (or one, by name or id); the results, one per tenant."""
         now = now or datetime.now(UTC)
-        policy = RetentionPolicy(self.settings)
+        # The tenants' own stored choices count too (docs/retention.md, precedence).
+        policy = await RetentionPolicy.load(self.settings, self.sessions)
         tenants = await self._tenants(tenant)
         if tenant is None:
             for key in policy.unknown_tenants(dict(tenants)):

@@ -131,10 +131,12 @@ async def _ingest(deps: IngestDeps, row: StoredFile) -> str:
     kind = kind_of(row.content_type, row.name)
     if kind is None:
         raise NoText("files of this type have no text to index")
-    data = await _read(deps, row)
+    data = await _read(deps, row, kind)
     async with asyncio.timeout(deps.extract_timeout_s):
         extracted = await asyncio.to_thread(extract, data, kind, deps.limits)
         chunks = await asyncio.to_thread(chunk_sections, extracted.sections)
+    if len(data) < row.size:
+        extracted.truncated = True
     del data
     await _drop_chunks(deps.sessions, tenant_id, file_id)
     await _set(deps.sessions, tenant_id, file_id, chunks_total=len(chunks), chunks_done=0)
@@ -154,18 +156,33 @@ async def _ingest(deps: IngestDeps, row: StoredFile) -> str:
     return "done"
 
 
-async def _read(deps: IngestDeps, row: StoredFile) -> bytes:
+# Text kinds are indexed from their start only (``max_chars``): reading further is memory
+# spent on bytes the extractor would cut off. Containers (PDF, OOXML) must be read whole.
+PREFIX_KINDS = frozenset({"txt", "md", "csv", "json"})
+
+
+async def _read(deps: IngestDeps, row: StoredFile, kind: str) -> bytes:
     too_large = f"the file is larger than {deps.max_bytes} bytes, the indexing limit"
-    if row.size > deps.max_bytes:
+    prefix = deps.limits.max_chars * 4 if kind in PREFIX_KINDS else None
+    if prefix is None and row.size > deps.max_bytes:
         raise ExtractionFailed(too_large)
-    parts: list[bytes] = []
-    size = 0
-    async for piece in await deps.store.get_stream(ObjectKey.parse(row.object_key)):
-        size += len(piece)
-        if size > deps.max_bytes:
-            raise ExtractionFailed(too_large)
-        parts.append(piece)
-    return b"".join(parts)
+    # One growing buffer, not a list of pieces joined at the end (that doubles the peak).
+    data = bytearray()
+    stream = await deps.store.get_stream(ObjectKey.parse(row.object_key))
+    try:
+        async for piece in stream:
+            data += piece
+            if prefix is not None and len(data) >= prefix:
+                del data[prefix:]
+                break
+            if len(data) > deps.max_bytes:
+                raise ExtractionFailed(too_large)
+    finally:
+        # Stopping early must still close the file or the S3 body behind the stream.
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+    return bytes(data)
 
 
 async def _store_batch(

@@ -20,20 +20,30 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from obsigen.assistant.hooks import AllowAll, ContentGuard, GuardResult, Verdict
+from obsigen.assistant.hooks import AllowAll, ContentGuard, GuardResult, Redactor, Verdict
 from obsigen.config import SafeguardsSettings
+from obsigen.inference.interfaces import InferenceProvider
+from obsigen.metrics import counts_verdicts
+from obsigen.safeguards.judge import VERDICTS, LLMJudge, Outcome
 from obsigen.safeguards.ngram_model import MODELS_DIR, NgramModel
 from obsigen.safeguards.normalise import Normalised, normalise
+from obsigen.safeguards.policy import (
+    Channel,
+    GuardPolicy,
+    Mode,
+    PolicyCache,
+    base_policy,
+    channel_of,
+    deprecation_notice,
+)
+from obsigen.safeguards.redaction import PlaceholderRedactor
 from obsigen.safeguards.rules import RuleHit, RuleSet
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["block", "warn", "log-only"]
-Channel = Literal["user", "indirect"]
 
 # A hiding trick alone is not an attack (bidi marks occur in mixed Hebrew/English text, a
 # zero-width space in pasted web text), so it only adds to the other evidence.
@@ -48,11 +58,6 @@ MAX_RULE_CHARS = 20_000
 # Indirect text is also scored sentence by sentence (see Detector.detect_many).
 MIN_SEGMENT_WORDS = 4
 MAX_SEGMENTS = 300
-
-
-def channel_of(source: str) -> Channel:
-    """The user's own prompt, or text the user did not type (tool:*, retrieval, file, ...)."""
-    return "user" if source == "user" else "indirect"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,21 +210,14 @@ def _windows(text: str) -> list[str]:
     return windows
 
 
-@dataclass(frozen=True, slots=True)
-class GuardPolicy:
-    mode: Mode = "block"
-    threshold: float = 0.5
-    indirect_threshold: float = 0.5
-
-    def threshold_for(self, source: str) -> float:
-        return self.threshold if channel_of(source) == "user" else self.indirect_threshold
-
-
 class DetectionPipeline:
     """The content guard on prompts and on everything else the model reads.
 
     In ``warn`` and ``log-only`` modes the verdict is always "allow", but the score and the
     categories are those that would have blocked, so the audit event shows what happened.
+
+    With ``policies``, each tenant's stored policy (``obsigen.safeguards.policy``) is read per
+    check through its cache; without, ``tenant_policies`` and ``policy`` are fixed.
     """
 
     def __init__(
@@ -227,16 +225,31 @@ class DetectionPipeline:
         detector: Detector,
         policy: GuardPolicy | None = None,
         tenant_policies: Mapping[str, GuardPolicy] | None = None,
+        *,
+        policies: PolicyCache | None = None,
+        llm_judge: LLMJudge | None = None,
     ) -> None:
         self.detector = detector
         self.policy = policy or GuardPolicy()
         # Tenants with their own mode or thresholds, by tenant id; the rest use ``policy``.
         self.tenant_policies = dict(tenant_policies or {})
+        self.policies = policies
+        self.llm_judge = llm_judge
 
     def policy_for(self, tenant_id: str | None) -> GuardPolicy:
+        """The tenant's policy as last read (synchronous callers, after a check)."""
         if tenant_id is None:
             return self.policy
+        if self.policies is not None:
+            known = self.policies.last_known(tenant_id)
+            if known is not None:
+                return known
         return self.tenant_policies.get(tenant_id, self.policy)
+
+    async def current_policy(self, tenant_id: str | None) -> GuardPolicy:
+        if tenant_id is None or self.policies is None:
+            return self.policy_for(tenant_id)
+        return await self.policies.get(tenant_id)
 
     @classmethod
     def load(
@@ -244,10 +257,11 @@ class DetectionPipeline:
     ) -> DetectionPipeline:
         return cls(Detector.load(models_dir), policy)
 
+    @counts_verdicts
     async def check(self, text: str, *, source: str, tenant_id: str | None = None) -> GuardResult:
-        policy = self.policy_for(tenant_id)
+        policy = await self.current_policy(tenant_id)
         if not text.strip():
-            return GuardResult("allow", 0.0, (), "none")
+            return GuardResult("allow", 0.0, (), "none", policy_version=policy.version)
         try:
             # Off the event loop: a long document takes tens of milliseconds to score.
             detection = await asyncio.to_thread(
@@ -257,14 +271,34 @@ class DetectionPipeline:
             log.exception("safeguard detector failed on %s input", source)
             # Fail closed where the policy blocks: an unchecked prompt must not pass.
             verdict: Verdict = "block" if policy.mode == "block" else "allow"
-            return GuardResult(verdict, 1.0, ("safeguard-error",), "error")
-        return self.judge(detection, source=source, policy=policy)
+            return GuardResult(
+                verdict, 1.0, ("safeguard-error",), "error", policy_version=policy.version
+            )
+        judged: Outcome | None = None
+        judge = self.llm_judge
+        if (
+            judge is not None
+            and policy.judge
+            and judge.consulted(detection.score, policy.threshold_for(source))
+        ):
+            judged = await judge.classify(text, source=source)
+        return self.judge(detection, source=source, policy=policy, judged=judged)
 
     def judge(
-        self, detection: Detection, *, source: str, policy: GuardPolicy | None = None
+        self,
+        detection: Detection,
+        *,
+        source: str,
+        policy: GuardPolicy | None = None,
+        judged: Outcome | None = None,
     ) -> GuardResult:
+        """The verdict for a detection under ``policy``; ``judged`` is the LLM judge's answer
+        where it was consulted. Only "attack" or "benign" decide; a malformed or failed answer
+        leaves the detectors' verdict and is named in ``detector`` for the audit."""
         policy = policy or self.policy
         flagged = detection.score >= policy.threshold_for(source)
+        if judged in VERDICTS:
+            flagged = judged == "attack"
         # Categories name what was flagged; below the threshold the rule ids still show in
         # ``detector`` ("rules+ngram") for the audit.
         categories = detection.categories if flagged else ()
@@ -272,9 +306,13 @@ class DetectionPipeline:
             categories = ("injection",) if channel_of(source) == "indirect" else ("unsafe",)
         verdict: Verdict = "block" if flagged and policy.mode == "block" else "allow"
         detector = detection.detector
+        if judged is not None:
+            detector = f"{detector}+judge:{judged}"
         if flagged and policy.mode != "block":
             detector = f"{detector} ({policy.mode})"
-        return GuardResult(verdict, detection.score, categories, detector)
+        return GuardResult(
+            verdict, detection.score, categories, detector, policy_version=policy.version
+        )
 
 
 @functools.cache
@@ -283,20 +321,35 @@ def shipped_detector() -> Detector:
     return Detector.load(MODELS_DIR)
 
 
-def content_guard(settings: SafeguardsSettings) -> ContentGuard:
-    """The guard the turn calls on prompts and tool output, as configured."""
+def content_guard(
+    settings: SafeguardsSettings,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+    provider: InferenceProvider | None = None,
+    redactor: Redactor | None = None,
+) -> ContentGuard:
+    """The guard the turn calls on prompts and tool output, as configured.
+
+    With ``sessions``, tenants' stored policies apply; with ``provider`` and
+    ``[safeguards.judge] enabled``, the LLM judge is consulted in its grey zone.
+    """
     if not settings.enabled:
         return AllowAll()
-    policy = GuardPolicy(settings.mode, settings.threshold, settings.indirect_threshold)
+    notice = deprecation_notice(settings)
+    if notice is not None:
+        log.warning(notice)
     tenants = {
-        tenant_id: GuardPolicy(
-            override.mode or policy.mode,
-            override.threshold or policy.threshold,
-            override.indirect_threshold or policy.indirect_threshold,
-        )
-        for tenant_id, override in settings.tenant_overrides.items()
+        tenant_id: base_policy(settings, tenant_id) for tenant_id in settings.tenant_overrides
     }
-    return DetectionPipeline(shipped_detector(), policy, tenants)
+    judge = None
+    if provider is not None and settings.judge.enabled:
+        judge = LLMJudge(provider, settings.judge, redactor or PlaceholderRedactor())
+    return DetectionPipeline(
+        shipped_detector(),
+        base_policy(settings),
+        tenants,
+        policies=PolicyCache(sessions, settings) if sessions is not None else None,
+        llm_judge=judge,
+    )
 
 
 __all__ = [

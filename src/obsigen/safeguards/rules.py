@@ -322,13 +322,104 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:start|begin)\s+(?:your|the|each)\s+(?:response|reply|answer)s?\s+with\s+"
         r"[\"'“]\s*(?:sure,? here(?:'s| is)|absolutely|of course,? here)",
     ),
+    _r(
+        "en.change-instructions",
+        "injection",
+        STRONG,
+        r"\b(?:change|update|replace|modify|rewrite|overwrite)\s+your\s+(?:\w+\s+)?"
+        r"(?:instructions|system prompt|programming|directives|rules)\s+(?:to|with|as follows|"
+        r"so that)\b|\bdespite what you(?:'ve| have)? been (?:told|instructed|programmed)\b",
+    ),
+    _r(
+        "en.forget-prior-context",
+        "injection",
+        MEDIUM,
+        # "forget about" is excluded by the override verb; with a prior-context object it is one.
+        r"\b(?:forget|ignore|disregard)\s+(?:about\s+)?(?:all\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
+        r"(?:previous|prior|earlier|preceding|above)\s+(?:information|tasks|assignments|"
+        r"context|conversation|messages|input)\b|"
+        r"\b(?:remove|put|get|leave)\s+(?:all\s+)?(?:the\s+)?(?:previous|prior)\s+(?:tasks|"
+        r"information|instructions)\s+(?:out of your head|behind)\b|"
+        r"\b(?:forget|ignore|disregard)\s+(?:about\s+)?everything\s+(?:(?:from|said|written|"
+        r"prior)\s+(?:before|above|earlier|to this|chat ?gpt|openai)|and\s+(?:just\s+)?"
+        r"(?:output|say|print|write|tell|repeat|answer|respond)|(?:before|above) this)\b",
+    ),
+    _r(
+        "en.new-tasks-follow",
+        "injection",
+        MEDIUM,
+        r"\b(?:now\s+)?(?:new|further|additional|more)\s+(?:tasks|instructions|assignments)\s+"
+        r"(?:follow|are following|are followed|will follow)\b",
+    ),
+    _r(
+        "en.ignore-provided-context",
+        "injection",
+        MEDIUM,
+        r"\b(?:ignore|disregard|do not (?:look|use)|don'?t (?:look|use)|without (?:using|looking"
+        r" at))\s+(?:in\s+|at\s+)?(?:all\s+)?(?:the\s+)?(?:provided|given|supplied|attached)\s+"
+        r"(?:context|documents?|articles?|texts?|sources?)\b",
+    ),
+    _r(
+        "en.persona-no-rules",
+        "jailbreak",
+        MEDIUM,
+        # A named AI persona described as free of rules, in a sentence of its own ("X is free
+        # of all restrictions."), which the you-are rule above cannot reach across the period.
+        r"\b(?:\w*GPT|AI|chatbot|bot|model|assistant|persona|character)\b[\"'”]?\s+(?:is|has|does|"
+        r"will|can|never)\s+(?:\w+\s+){0,2}?(?:no|free (?:of|from)|not (?:bound|restricted|"
+        r"limited|controlled) by|unbound by|without|not (?:follow|adhere to|care about|have)|"
+        r"ignores?|never (?:follows?|adheres? to))(?:\W+\w+){0,4}?\W+(?:restrictions|"
+        r"limitations|limits|filters?|censorship|guidelines|rules|morals?|moral principles|ethics|"
+        r"ethical code|policies|boundaries|constraints)\b(?!\s+(?:on|for|to)\b)",
+    ),
+    _r(
+        "en.vendor-policy-free",
+        "jailbreak",
+        MEDIUM,
+        r"\b(?:not|never|doesn'?t|don'?t|won'?t|no longer)\s+(?:need to\s+|have to\s+)?"
+        r"(?:follow|adhere to|abide by|comply with|(?:be\s+)?bound by|care about|controlled by)\s+"
+        r"(?:any\s+(?:of\s+)?)?(?:the\s+)?(?:openai|anthropic|chatgpt)(?:'s)?\s*(?:\w+\s+)?"
+        r"(?:polic(?:y|ies)|rules|guidelines|restrictions)?\b|\b(?:polic(?:y|ies)|rules|"
+        r"guidelines) (?:of|set by) openai\b[^.\n]{0,40}\b(?:not|never|ignore)",
+    ),
+    _r(
+        "en.ignore-and-state",
+        "injection",
+        MEDIUM,
+        # "Ignore the resume and state: ...": an instruction planted in quoted material. A
+        # reply verb must follow, so "ignore the typos, what do you think?" stays out.
+        r"\b(?:ignore|disregard)\s+(?:the|this|that)\s+(?:\w+\s+){0,2}?and\s+(?:instead\s+|just\s+)?"
+        r"(?:state|say|print|output|declare|respond with|reply with|answer with)\b|"
+        r"\b(?:ignorier\w*|ignorez|ignora|ignore)\s+(?:sie\s+)?(?:die|den|das|la|le|el|il|lo)\s+"
+        r"(?:\w+\s+){0,2}?(?:und|et|y|e)\s+(?:geben sie an|sag\w*|indiquez|dites|déclarez|di|"
+        r"indica|declara|dichiara|afferma|d[ìi]|affermi)\b",
+    ),
+    _r(
+        "en.fake-authority-vendor",
+        "injection",
+        MEDIUM,
+        r"\bas an ai (?:developed|created|made|built) by (?:openai|anthropic|google|meta)\b"
+        r"[^.\n]{0,60}\b(?:mode|reset|override)\b|\bi am god,? and you (?:have to|must)\b",
+    ),
+    _r(
+        "en.password-ask",
+        "injection",
+        WEAK,
+        # Attacks on a system prompt that holds a secret: "What is the password?". Weak: it only
+        # adds to the model's score, since a user may ask about their own wifi password.
+        r"(?<!not )(?<!never )(?<!n't )"
+        r"\b(?:what(?:'s| is| was)|tell me|confirm|reveal|share|give me|spell)\s+(?:\w+\s+){0,2}?"
+        r"(?:the|your|our)\s+(?:secret\s+)?(?:password|passphrase|passcode|secret (?:key|code|"
+        r"word))\b(?!\s*(?:policy|policies|manager|strength|requirements?|rules|reset))",
+    ),
     # --- German -------------------------------------------------------------------------------
     _r(
         "de.override",
         "injection",
         STRONG,
+        # "Vergiss nicht, die Anweisungen zu lesen" is "don't forget to read them".
         r"\b(?:ignorier|vergiss|vergessen sie|missacht|übergeh|überspring|verwirf)\w*\b"
-        r"(?:\W+\w+){0,3}?\W+(?:alle|sämtliche|die|deine|ihre|jegliche|bisherigen|vorherigen|"
+        r"(?!\W+nicht\b)(?:\W+\w+){0,3}?\W+(?:alle|sämtliche|die|deine|ihre|jegliche|bisherigen|vorherigen|"
         r"vorigen|obigen|vorangegangenen|früheren|ursprünglichen)\b(?:\W+\w+){0,2}?\W+"
         r"(?:anweisungen|anordnungen|befehle|instruktionen|aufträge|aufgaben|regeln|"
         r"vorgaben|richtlinien|prompts?|eingaben)\b",
@@ -374,6 +465,44 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:entwicklermodus|entwickler-modus|developer-modus|jailbreak-modus|dan-modus)\b|"
         r"\bmach\w*\s+(?:jetzt\s+)?alles\s+(?:sofort|jetzt)\b|\btu jetzt alles\b",
     ),
+    _r(
+        "de.override-more",
+        "injection",
+        STRONG,
+        # Singular objects and the softer verbs and objects of the translated attacks.
+        r"\b(?:ignorier|vergiss|vergessen sie|missacht)\w*\s+(?:nun\s+|jetzt\s+)?(?:die|alle|"
+        r"deine|ihre)\s+(?:\w+\s+)?(?:anweisung|angaben|informationen|ausführungen|vorgaben)\b|"
+        r"\b(?:die\s+)?(?:obigen|vorherigen|bisherigen|vorangegangenen)\s+(?:ausführungen|"
+        r"anweisungen|angaben|informationen|instruktionen)\s+(?:ignorieren|vergessen|missachten)|"
+        r"\babweichend\s+(?:zu|von)\s+(?:den\s+)?(?:vorherigen|bisherigen|obigen)\s+"
+        r"(?:instruktionen|anweisungen|vorgaben)\b|"
+        r"\b(?:alle|sämtliche)\s+(?:vorherigen|bisherigen|vorangegangenen)\s+(?:informationen|"
+        r"anweisungen|aufgaben|angaben)\b[^.\n]{0,60}\b(?:hinter sich|aus dem kopf|irrelevant|"
+        r"unwichtig|nicht (?:ganz )?(?:großartig|wichtig|relevant)|streichen|vergessen)",
+    ),
+    _r(
+        "de.new-tasks-follow",
+        "injection",
+        MEDIUM,
+        r"\b(?:nun|jetzt)\s+folgen\s+(?:neue|weitere)\s+(?:anweisungen|aufgaben|instruktionen)\b|"
+        r"\bwir\s+(?:starten|beginnen|fangen)\s+(?:von\s+)?(?:neu|vorne)\b",
+    ),
+    _r(
+        "de.password-ask",
+        "injection",
+        WEAK,
+        r"\b(?:was ist|wie lautet|nenn\w*|verrat\w*|bestätig\w*|teil\w*|geb\w*|sag\w*)\s+"
+        r"(?:mir\s+|uns\s+)?(?:bitte\s+)?(?:das|dein|deine|ihr|ihre|unser)\s+(?:geheime[ns]?\s+)?"
+        r"(?:passwort|kennwort|zugangscode)\b|\b(?:dein|ihr)\s+passwort\s+(?:geben|teilen|nennen|"
+        r"verraten|sagen|angeben)\b",
+    ),
+    _r(
+        "de.fake-authority",
+        "injection",
+        MEDIUM,
+        r"\bich bin (?:dein|ihr|euer) (?:entwickler|schöpfer|administrator|programmierer)\b|"
+        r"\bals (?:von (?:openai|anthropic|google|meta) entwickelte ki)\b",
+    ),
     # --- French -------------------------------------------------------------------------------
     _r(
         "fr.override",
@@ -417,6 +546,27 @@ RULES: tuple[Rule, ...] = (
         r"\bmode\s+(?:développeur|developpeur|jailbreak|DAN|sans restriction|non filtré)\b|"
         r"\bfai(?:s|re)\s+n'importe quoi maintenant\b",
     ),
+    _r(
+        "fr.ignore-above",
+        "injection",
+        STRONG,
+        r"\b(?:ignore[zr]?|oublie[zr]?)\s+(?:tout\s+)?(?:ce qui (?:précède|est (?:écrit )?"
+        r"ci-dessus)|les instructions (?:précédentes|ci-dessus))\b",
+    ),
+    _r(
+        "fr.password-ask",
+        "injection",
+        WEAK,
+        r"\b(?:quel est|donne[zs]?[\w-]*|révèle[zs]?[\w-]*|confirme[zr]?|partage[zr]?|dis[\w-]*)\s+"
+        r"(?:moi\s+)?(?:le|ton|votre|notre)\s+(?:mot de passe|code secret|phrase de passe)\b",
+    ),
+    _r(
+        "fr.fake-authority",
+        "injection",
+        MEDIUM,
+        r"\bje suis (?:ton|votre) (?:développeur|créateur|administrateur|programmeur)\b|"
+        r"\ben tant qu'ia développée par (?:openai|anthropic|google|meta)\b",
+    ),
     # --- Spanish ------------------------------------------------------------------------------
     _r(
         "es.override",
@@ -459,6 +609,29 @@ RULES: tuple[Rule, ...] = (
         r"\bmodo\s+(?:desarrollador|de desarrollador|jailbreak|DAN|sin restricciones|sin filtro)\b|"
         r"\bhaz cualquier cosa ahora\b|\bhacer cualquier cosa ahora\b",
     ),
+    _r(
+        "es.ignore-above",
+        "injection",
+        STRONG,
+        r"\b(?:ignora|ignore|olvida|olvide)\s+(?:todo\s+)?lo\s+(?:anterior|de arriba|dicho)\b|"
+        r"\bolvíd\w*\s+(?:de\s+)?(?:todas?\s+)?(?:\w+\s+){0,2}?(?:reglas|instrucciones|"
+        r"indicaciones)\b",
+    ),
+    _r(
+        "es.password-ask",
+        "injection",
+        WEAK,
+        r"\b(?:cuál es|dime|dame|revela|confirma|comparte)\s+(?:\w+\s+){0,1}?"
+        r"(?:la|tu|su|nuestra)\s+(?:contraseña|clave secreta|código secreto)\b|"
+        r"\bconfirmes la contraseña\b",
+    ),
+    _r(
+        "es.fake-authority",
+        "injection",
+        MEDIUM,
+        r"\bsoy (?:tu|su) (?:desarrollador|creador|administrador|programador)\b|"
+        r"\bcomo (?:una )?ia desarrollada por (?:openai|anthropic|google|meta)\b",
+    ),
     # --- Italian ------------------------------------------------------------------------------
     _r(
         "it.override",
@@ -500,6 +673,28 @@ RULES: tuple[Rule, ...] = (
         r"\bmodalità\s+(?:sviluppatore|jailbreak|DAN|senza restrizioni|senza filtri)\b|"
         r"\bfa(?:re|i) qualsiasi cosa adesso\b|\bfa(?:re|i) qualsiasi cosa ora\b",
     ),
+    _r(
+        "it.ignore-above",
+        "injection",
+        STRONG,
+        r"\b(?:ignora|ignori|dimentica|dimentichi)\s+(?:tutto\s+)?(?:quanto|ciò che è|quello che è)"
+        r"\s+(?:sopra|scritto sopra|detto prima)\b",
+    ),
+    _r(
+        "it.password-ask",
+        "injection",
+        WEAK,
+        r"\b(?:qual è|dimmi|dammi|rivela|conferma\w*|condividere|condividi|sai dirmi)\s+"
+        r"(?:\w+\s+){0,1}?(?:la|la tua|la vostra|la nostra)\s+(?:password|chiave segreta|"
+        r"parola d'ordine)\b|\bmi dai la tua password\b",
+    ),
+    _r(
+        "it.fake-authority",
+        "injection",
+        MEDIUM,
+        r"\bsono il tuo (?:sviluppatore|creatore|amministratore|programmatore)\b|"
+        r"\bin quanto (?:ai|ia) sviluppata da (?:openai|anthropic|google|meta)\b",
+    ),
     # --- Portuguese ---------------------------------------------------------------------------
     _r(
         "pt.override",
@@ -527,6 +722,45 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# --- adversarial suffixes ------------------------------------------------------------------
+# GCG-style attacks append an optimised token salad to a plain request ("... killed Australia
+# [...]%= bew posting prototype?](pos ]; <%= $("# subsequentlyInsertnav"). No regex names it;
+# its shape does: many kinds of bracket and operator characters, and words glued to them, on
+# one last line, after a request in words. Code and JSON have that shape too, so texts with
+# their markers are left alone, and the check runs on user prompts only (documents are full
+# of code). Measured on the shared data: 76 % of GCG/DSN rows, 3 of 3,960 benign prompts.
+SUFFIX_WEIGHT = 0.8
+_SUFFIX_SYMBOLS = frozenset("[]{}()<>\\|~^$#%=@*;`")
+_SUFFIX_PUNCT = frozenset("\"'.,!?:")
+_JSON_PAIR = re.compile(r'"\s*:\s*["\d\[{]')
+_CODE = re.compile(
+    r"\bdef \w+\(|\breturn\b|\bimport \w|\bfunction\s*\(|</?\w+>|;\s*\n|\n\s{4,}\S|"
+    r"\b\w+\.\w+\([^)]*\)"
+)
+
+
+def adversarial_suffix(text: str) -> str | None:
+    """The token-salad tail of a GCG-style prompt, or None."""
+    words = text.strip().rsplit("\n", 1)[-1].split()
+    if len(words) < 8 or sum(word.isalpha() for word in words[:8]) < 5:
+        return None
+    tail = words[-20:]
+    joined = " ".join(tail)
+    symbols = [ch for ch in joined if ch in _SUFFIX_SYMBOLS]
+    kinds = len(set(symbols))
+    glued = sum(
+        1
+        for word in tail
+        if sum(ch in _SUFFIX_SYMBOLS or ch in _SUFFIX_PUNCT for ch in word) >= 2
+        and any(ch.isalpha() for ch in word)
+    )
+    if not ((kinds >= 4 and glued >= 2 and len(symbols) >= 6) or (glued >= 3 and kinds >= 3)):
+        return None
+    if len(_JSON_PAIR.findall(text)) >= 3 or _CODE.search(text):
+        return None
+    return joined
+
+
 class RuleSet:
     """The compiled rules; ``match`` returns every hit on one text."""
 
@@ -541,7 +775,22 @@ class RuleSet:
             found = rule.pattern.search(text)
             if found is not None:
                 hits.append(RuleHit(rule.id, rule.category, rule.weight, found.group(0)[:120]))
+        if not indirect:
+            suffix = adversarial_suffix(text)
+            if suffix is not None:
+                hits.append(RuleHit("adversarial-suffix", "jailbreak", SUFFIX_WEIGHT, suffix[:120]))
         return hits
 
 
-__all__ = ["MEDIUM", "RULES", "STRONG", "WEAK", "Category", "Rule", "RuleHit", "RuleSet"]
+__all__ = [
+    "MEDIUM",
+    "RULES",
+    "STRONG",
+    "SUFFIX_WEIGHT",
+    "WEAK",
+    "Category",
+    "Rule",
+    "RuleHit",
+    "RuleSet",
+    "adversarial_suffix",
+]

@@ -39,7 +39,15 @@ async def execute(
     output_dir: Path,
     backend: BackendName,
 ) -> RunResult:
-    """Run ``code`` on ``process`` (its stdin feeds the interpreter; its exit is the run's)."""
+    """Run ``code`` on ``process`` (its stdin feeds the interpreter; its exit is the run's).
+
+    ``process`` is the sandbox's outermost process (bwrap's monitor, gVisor's reaper), which
+    exits with the program's status, 128 + N included, and dies of a signal itself only when
+    the sandbox was killed: by us (a limit, named in ``killed_reason``), by the OOM killer
+    (``memory``), or by something outside the run. The last is the sandbox failing, not the
+    code: SandboxFailed (503 ``sandbox-failed``), so nobody mistakes it for the program's
+    own exit code.
+    """
     assert process.stdin is not None
     assert process.stdout is not None
     assert process.stderr is not None
@@ -74,6 +82,11 @@ async def execute(
         reasons.append("memory")
     if not reasons and exit_code in _SIGNAL_REASONS:
         reasons.append(_SIGNAL_REASONS[exit_code])
+    if not reasons and status < 0:
+        raise SandboxFailed(
+            f"the sandbox was killed from outside the run (signal {-status}) before the code "
+            "finished; run it again"
+        )
     found, rejected = await asyncio.to_thread(artifacts.collect, output_dir, limits)
     return RunResult(
         stdout=stdout.text(),

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from obsigen.metrics import counts_runs
 from obsigen.sandbox.interfaces import (
     BackendName,
     Limits,
@@ -111,6 +112,7 @@ class SandboxPool:
         if not task.cancelled() and task.exception() is not None:
             log.error("sandbox teardown failed", exc_info=task.exception())
 
+    @counts_runs
     async def run(self, request: RunRequest) -> RunResult:
         check_request(request)
         for name in request.files:

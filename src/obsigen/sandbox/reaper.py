@@ -5,16 +5,22 @@
 ``runsc create`` starts the sandbox and exits; the sandbox is re-parented to the nearest
 subreaper, which this process makes itself. It writes create's exit code on STATUS_FD, closes
 its own stdio (the sandbox holds the pipes, so the caller sees EOF when the run ends), reaps
-every orphan (sandbox, gofer, ptrace stubs) and exits with the sandbox's status: the code, or
-128 + N for signal N. This is what ``runsc wait`` would report, without its 1.5 s of polling.
+every orphan (sandbox, gofer, ptrace stubs) and exits with the sandbox's status: the code the
+program exited with (128 + N when signal N ended the program inside the sandbox), or, when the
+sandbox process itself was killed by signal N (a limit, the OOM killer, someone outside), it
+dies of signal N too, so the caller can tell the two apart. This is what ``runsc wait`` would
+report, without its 1.5 s of polling.
 
 Run as a script with the standard library only; it is not imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +61,17 @@ def main(argv: list[str]) -> int:
     if status is None:
         return NO_STATUS
     if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
+        return die_of(os.WTERMSIG(status))
     return os.WEXITSTATUS(status)
+
+
+def die_of(number: int) -> int:
+    """End this process by signal ``number`` (no core file); 128 + N should it survive."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
+        signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+    return 128 + number
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ class SearchFilesTool:
                     "score": verdict.score,
                     "categories": list(verdict.categories),
                     "detector": verdict.detector,
+                    "policy_version": verdict.policy_version,
                 },
             )
         )

@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from obsigen.ephemeral.interfaces import StoreUnavailable
-from obsigen.errors import MfaRequired, ObsigenError, TooManyAttempts
+from obsigen.errors import DatabaseUnavailable, MfaRequired, ObsigenError, TooManyAttempts
 from obsigen.ratelimit.errors import RateLimited
 
 PROBLEM_BASE = "https://obsigen.dev/problems/"
@@ -60,8 +61,8 @@ async def _obsigen_error(request: Request, exc: Exception) -> JSONResponse:
         headers = exc.headers()
     elif isinstance(exc, TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after_s)}
-    elif isinstance(exc, StoreUnavailable):
-        # An outage of the shared store is usually brief; say when a retry is worth it.
+    elif isinstance(exc, StoreUnavailable | DatabaseUnavailable):
+        # An outage of a shared store is usually brief; say when a retry is worth it.
         headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
     return problem(exc.status, exc.type_slug, exc.title, exc.detail, headers=headers)
 
@@ -82,6 +83,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, slug, title, str(exc.detail), headers=headers)
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    # Every pooled connection stayed busy past pool_timeout: the database is too slow or
+    # gone (connections held until their read timeout), not a bug of this request.
+    log.warning("database pool exhausted on %s %s", request.method, request.url.path)
+    return await _obsigen_error(
+        request, DatabaseUnavailable("the database is overloaded; retry later")
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal", "Internal error", "an unexpected error occurred")
@@ -91,4 +101,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ObsigenError, _obsigen_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected)

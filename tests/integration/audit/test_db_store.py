@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 import textwrap
 import uuid
@@ -27,6 +28,7 @@ from obsigen.audit.interfaces import AuditSink
 from obsigen.audit.signing import Signer, SoftwareEd25519Signer, software_signer, trusted_keys
 from obsigen.audit.verify import verify_tenant
 from obsigen.db.engine import make_engine
+from obsigen.db.migrate import upgrade_to_head
 from obsigen.db.models import AuditCheckpoint, AuditEventRecord
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -220,6 +222,70 @@ async def test_a_cancelled_writer_loses_nothing(
     assert stored == list(range(1, len(stored) + 1))
     assert len(stored) >= 29
     assert (await verify(sink, tenant, signer, tmp_path)).intact
+
+
+def quiet_policy() -> CheckpointPolicy:
+    # After the first event's checkpoint, none for a while: batches can take the twin.
+    return CheckpointPolicy(every=1000, seconds=3600)
+
+
+async def test_batches_without_a_checkpoint_take_the_sync_twin_on_a_sqlite_file(
+    database_url: str, signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DatabaseAuditSink(
+        make_engine(database_url), lambda: signer, quiet_policy(), owns_engine=True
+    )
+    threaded: list[bool] = []
+    append_sync = store._append_sync
+
+    def spied(*args: Any) -> bool:
+        done = append_sync(*args)
+        threaded.append(done)
+        return done
+
+    monkeypatch.setattr(store, "_append_sync", spied)
+    tenant = new_tenant()
+    try:
+        await store.emit(event(tenant, 0))  # signs the first checkpoint: the async path
+        await store.emit_many([event(tenant, n) for n in range(1, 4)])
+        await store.emit(event(tenant, 4))
+        assert await seqs(store.sessions, tenant) == [1, 2, 3, 4, 5]
+        assert (await verify(store, tenant, signer, tmp_path)).intact
+    finally:
+        await store.aclose()
+    on_sqlite = database_url.startswith("sqlite")
+    assert threaded == ([False, True, True] if on_sqlite else [])
+
+
+async def test_a_writer_cancelled_while_its_thread_commits_writes_once(
+    signer: Signer, tmp_path: Path
+) -> None:
+    # The synchronous twin exists for SQLite files only: a database of its own.
+    path = tmp_path / "cancel.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade_to_head(engine)
+    store = DatabaseAuditSink(engine, lambda: signer, quiet_policy(), owns_engine=True)
+    tenant = new_tenant()
+    try:
+        await store.emit(event(tenant, 0))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the twin's transaction waits on this lock
+        writer = asyncio.create_task(store.emit_many([event(tenant, 1), event(tenant, 2)]))
+        await asyncio.sleep(0.3)
+        writer.cancel()
+        await asyncio.sleep(0.2)
+        writer.cancel()  # a second cancel does not cut the wait short either
+        await asyncio.sleep(0.2)
+        assert not writer.done()  # its thread's transaction has not ended yet
+        holder.execute("ROLLBACK")
+        holder.close()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+        await store.emit(event(tenant, 3))
+        assert await seqs(store.sessions, tenant) == [1, 2, 3, 4]
+        assert (await verify(store, tenant, signer, tmp_path)).intact
+    finally:
+        await store.aclose()
 
 
 async def test_an_event_without_a_json_form_fails_alone(

@@ -4,8 +4,10 @@ fail clearly without stopping the worker, and chunks go when their file goes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -242,3 +244,52 @@ async def test_the_retention_purge_removes_the_chunks_of_expired_files(
     assert await chunk_count(platform, fresh["id"]) == 1
     names = [r["file_name"] for r in (await platform.search(key, "otters")).json()["results"]]
     assert names == ["fresh.txt"]
+
+
+class CountingStore:
+    """The platform's store, counting the bytes handed out by ``get_stream``."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.read = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def get_stream(self, key: ObjectKey) -> AsyncIterator[bytes]:
+        stream = await self.store.get_stream(key)
+
+        async def counted() -> AsyncIterator[bytes]:
+            async for piece in stream:
+                self.read += len(piece)
+                yield piece
+
+        return counted()
+
+
+async def test_a_long_text_file_is_read_only_as_far_as_it_is_indexed(
+    retrieval_platform: RetrievalPlatform,
+) -> None:
+    # Text past max_chars is never indexed: the ingestion must not hold the rest in memory
+    # either (a 200 MB upload used to be read whole, and twice over, by the embedded server).
+    platform = retrieval_platform
+    key = await platform.api_key()
+    head = "Opening lines about the harbour cranes.\n" * 20
+    tail = "Closing lines about a lighthouse keeper.\n" * 100_000  # about 4 MB
+    uploaded = await platform.upload(key, "long.txt", (head + tail).encode())
+    await platform.retrieval.ingestion.join()
+    async with platform.services.sessions() as session:
+        row = await session.get(StoredFile, uploaded["id"])
+    assert row is not None
+    deps = platform.retrieval.ingestion.deps
+    store = CountingStore(deps.store)
+    small = dataclasses.replace(
+        deps, store=store, limits=dataclasses.replace(deps.limits, max_chars=len(head))
+    )
+    assert await ingest_file(small, row.tenant_id, row.id) == "done"
+    assert 0 < store.read < row.size / 4
+    response = await platform.client.get(
+        f"/api/v1/files/{uploaded['id']}/ingestion", headers=platform.auth(key)
+    )
+    assert "only its start is searchable" in response.json()["error"]
+    assert await chunk_count(platform, uploaded["id"]) >= 1

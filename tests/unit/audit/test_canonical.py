@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from obsigen.audit.canonical import (
     canonical_bytes,
     canonical_text,
     format_number,
+    reference_string,
 )
 
 
@@ -97,6 +99,53 @@ def test_property_sorting_of_section_3_2_3() -> None:
 def test_strings_escape_only_what_json_requires() -> None:
     text = 'a"b\\c\u0001\u001f\u007f\u2028é😀/'
     assert canonical_text(text) == '"a\\"b\\\\c\\u0001\\u001f\u007f\u2028é😀/"'
+
+
+def test_the_fast_string_encoder_equals_the_rfc_loop_on_every_code_point() -> None:
+    # The C encoder must escape exactly what RFC 8785 3.2.2.2 escapes, character for character.
+    for start in range(0, 0x110000, 4096):
+        chunk = "".join(chr(c) for c in range(start, start + 4096) if not 0xD800 <= c <= 0xDFFF)
+        assert canonical_text(chunk) == reference_string(chunk)
+    for control in range(0x20):
+        assert canonical_text(chr(control)) == reference_string(chr(control))
+
+
+@pytest.mark.parametrize("text", ["\ud800", "ok \udbff then", "x" * 500 + "\udfff"])
+def test_a_lone_surrogate_anywhere_in_a_string_is_refused(text: str) -> None:
+    with pytest.raises(NotCanonicalisable):
+        canonical_text(text)
+    with pytest.raises(NotCanonicalisable):
+        reference_string(text)
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",))))
+def test_any_text_encodes_as_the_reference_does(text: str) -> None:
+    assert canonical_text(text) == reference_string(text)
+
+
+def test_subclasses_and_other_containers_take_the_general_path_to_the_same_form() -> None:
+    class Text(str):
+        pass
+
+    class Count(int):
+        pass
+
+    class Frozen(Mapping[str, Any]):
+        def __init__(self, data: dict[str, Any]) -> None:
+            self._data = data
+
+        def __getitem__(self, key: str) -> Any:
+            return self._data[key]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(self._data)
+
+        def __len__(self) -> int:
+            return len(self._data)
+
+    plain = {"b": ["x", 2], "a": {"é": 1, "z": 2}}
+    odd = Frozen({Text("b"): (Text("x"), Count(2)), "a": Frozen({"z": 2, "é": 1})})
+    assert canonical_text(odd) == canonical_text(plain) == '{"a":{"z":2,"é":1},"b":["x",2]}'
 
 
 def test_big_integers_take_the_form_of_their_double() -> None:

@@ -185,3 +185,38 @@ async def test_a_full_file_is_rotated_without_splitting_or_losing_lines(tmp_path
 def test_a_tiny_rotation_size_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         FileAuditSink(tmp_path, max_bytes=10)
+
+
+async def test_a_batch_lands_in_order_per_tenant_with_one_write_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = FileAuditSink(tmp_path)
+    writes: list[int] = []
+    write = FileAuditSink._write
+
+    def counted(path: Path, lines: list[bytes]) -> None:
+        if lines:
+            writes.append(len(lines))
+        write(path, lines)
+
+    monkeypatch.setattr(FileAuditSink, "_write", staticmethod(counted))
+    batch = [event("t1", n=0), event("t2", n=1), event("t1", n=2), event("t1", n=3)]
+    await sink.emit_many(batch)
+
+    assert sorted(writes) == [1, 3]
+    assert [line["data"]["n"] for line in read_lines(sink.path_for("t1"))] == [0, 2, 3]
+    assert [line["data"]["n"] for line in read_lines(sink.path_for("t2"))] == [1]
+
+
+async def test_a_batch_is_rotated_between_lines_as_single_events_are(tmp_path: Path) -> None:
+    sink = FileAuditSink(tmp_path, max_bytes=4096)
+    # Seven of these lines are more than a file may hold: the batch must be split.
+    sent = [event(n=n, text="x" * 400) for n in range(60)]
+    for start in range(0, 60, 7):
+        await sink.emit_many(sent[start : start + 7])
+
+    files = [*sink.rotated("t1"), sink.path_for("t1")]
+    assert len(files) >= 4
+    assert all(path.stat().st_size <= 4096 for path in files)
+    received = [line["event_id"] for path in files for line in read_lines(path)]
+    assert received == [item.event_id for item in sent]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -141,6 +142,42 @@ async def test_stream_yields_deltas_then_a_final_chunk(
     assert body is not None
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
+
+
+async def test_streamed_answers_reuse_one_connection(base_url: str, upstream: FakeUpstream) -> None:
+    # A response closed before its end takes its connection with it: every turn would pay
+    # for a new one (a TLS handshake with a remote upstream).
+    async with provider_at(base_url) as provider:
+        for _ in range(3):
+            chunks = await collect(provider, ask())
+            assert chunks[-1].finish_reason == "stop"
+    ports = {request.client_port for request in upstream.chat_requests}
+    assert len(upstream.chat_requests) == 3
+    assert len(ports) == 1
+
+
+async def test_events_after_done_are_ignored(base_url: str, upstream: FakeUpstream) -> None:
+    upstream.events_after_done = 50
+    async with provider_at(base_url) as provider:
+        for _ in range(2):
+            chunks = await collect(provider, ask())
+            text = "".join(c.content_delta for c in chunks if c.content_delta)
+            assert text == upstream.answer
+            assert chunks[-1].finish_reason == "stop"
+    # Past the few events read after [DONE] the connection is given up, not reused.
+    assert len({request.client_port for request in upstream.chat_requests}) == 2
+
+
+async def test_a_body_left_open_after_done_does_not_hold_the_answer(
+    base_url: str, upstream: FakeUpstream
+) -> None:
+    upstream.stall_after_done_s = 3.0
+    async with provider_at(base_url, timeout_s=5.0) as provider:
+        started = time.monotonic()
+        chunks = await collect(provider, ask())
+        assert time.monotonic() - started < 2.0
+    assert "".join(c.content_delta for c in chunks if c.content_delta) == upstream.answer
+    assert chunks[-1].finish_reason == "stop"
 
 
 async def test_stream_without_usage_is_accepted(base_url: str, upstream: FakeUpstream) -> None:

@@ -33,7 +33,7 @@ CI = os.environ.get("CI", "").lower() == "true"
 # Measured by scripts/train_safeguards.py (held out by source file, group 5-fold, at the
 # shipped thresholds); see docs/safeguards.md. The run is seeded; the margins absorb float
 # differences across platforms and small rule edits, not a real regression.
-MEASURED_RECALL = {"overall": 0.4527, "injection": 0.3406, "jailbreak": 0.5593}
+MEASURED_RECALL = {"overall": 0.5302, "injection": 0.3733, "jailbreak": 0.6795}
 MEASURED_FPR = {"overall": 0.0198, "hard_negatives_max": 0.061}
 RECALL_MARGIN = 0.03
 FPR_MARGIN = 0.01

@@ -6,8 +6,10 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from obsigen.sandbox.execution import execute
-from obsigen.sandbox.interfaces import Limits, RunResult
+from obsigen.sandbox.interfaces import Limits, RunResult, SandboxFailed
 
 
 async def run(code: str, tmp_path: Path, oom: bool = False, **limits: float) -> RunResult:
@@ -66,3 +68,10 @@ async def test_a_kill_by_the_oom_killer_is_named(tmp_path: Path) -> None:
 async def test_a_program_larger_than_a_pipe_buffer_is_fed_whole(tmp_path: Path) -> None:
     result = await run("x" * 200_000 + " = 1", tmp_path)
     assert result.exit_code == 0
+
+
+async def test_a_sandbox_killed_from_outside_is_a_sandbox_failure(tmp_path: Path) -> None:
+    # Here the process is the sandbox: a signal it dies of, with no limit and no OOM behind
+    # it, came from outside the run.
+    with pytest.raises(SandboxFailed, match="killed from outside"):
+        await run("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", tmp_path)

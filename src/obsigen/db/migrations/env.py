@@ -11,9 +11,11 @@ from obsigen.db import (  # noqa: F401  - registers the tables on Base.metadata
     files_models,
     models,
     retrieval_models,
+    safeguard_policy_models,
     scim_models,
     tasks_models,
     tenant_keys_models,
+    tenant_settings_models,
     tool_policy_models,
 )
 from obsigen.db.base import Base

@@ -31,6 +31,7 @@ from obsigen.ratelimit.middleware import (
 )
 from obsigen.web.api.openai_schemas import ChatCompletionIn, tool_calls_out
 from obsigen.web.auth import require, services_of
+from obsigen.web.metrics import counted_turn
 
 router = APIRouter(tags=["openai"])
 
@@ -95,7 +96,7 @@ async def chat_completions(
     # Held before the model is called, so concurrent requests cannot overspend a budget.
     reservation = await reserve_tokens(request, principal, estimate)
     try:
-        events = run_turn(services.turn, turn)
+        events = counted_turn(run_turn(services.turn, turn))
         started, buffered = await prime(events)
     except BaseException:
         await release_tokens(request, reservation)

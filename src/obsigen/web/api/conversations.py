@@ -24,6 +24,7 @@ from obsigen.inference.interfaces import ChatMessage
 from obsigen.tenantkeys.bodies import open_bodies
 from obsigen.web.api.openai_schemas import MAX_CONTENT_CHARS
 from obsigen.web.auth import require, services_of
+from obsigen.web.metrics import counted_turn
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -209,7 +210,7 @@ async def send_message(
         source_address=request.client.host if request.client else None,
     )
     finished = None
-    async for event in run_turn(services.turn, turn):
+    async for event in counted_turn(run_turn(services.turn, turn)):
         if isinstance(event, TurnFinished):
             finished = event
     assert finished is not None

@@ -1,6 +1,6 @@
 """Identity providers and group-to-role mappings (``/api/v1/idps``, ``/api/v1/group-mappings``)
-for admins with MFA, and IdP discovery by e-mail domain for the login page
-(``/auth/sso/discover``)."""
+for admins with MFA, IdP discovery by e-mail domain for the login page (``/auth/sso/discover``)
+and the trade of an SSO sign-in's one-time code for its tokens (``/auth/sso/exchange``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from obsigen.authz.permissions import Permission
 from obsigen.authz.principal import Principal
 from obsigen.authz.roles import AdminChange
 from obsigen.db.federation_models import IdentityProvider
+from obsigen.db.models import Tenant
 from obsigen.federation.idps import (
     IdpInput,
     check_source,
@@ -27,8 +29,9 @@ from obsigen.federation.idps import (
     list_mappings,
     update_idp,
 )
+from obsigen.web.api.auth import TokensOut
 from obsigen.web.auth import public, require, services_of
-from obsigen.web.sso import client_address
+from obsigen.web.sso import HANDOFF_COOKIE, HANDOFF_COOKIE_PATH, client_address, sso_codes
 
 router = APIRouter(tags=["federation"])
 
@@ -108,6 +111,18 @@ class DiscoveredIdp(BaseModel):
 
 class DiscoveryOut(BaseModel):
     data: list[DiscoveredIdp]
+
+
+class SsoExchangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=128)
+    tenant: str = Field(min_length=1, max_length=100)
+
+
+class SsoTokensOut(TokensOut):
+    # The path the sign-in was started for (OIDC return_to, SAML relay_state), as we stored it.
+    return_to: str | None = None
 
 
 def _login_path(idp: IdentityProvider) -> str:
@@ -242,3 +257,18 @@ async def sso_discover(
             for idp in rows
         ]
     )
+
+
+@router.post("/auth/sso/exchange", dependencies=[public()])
+async def sso_exchange(body: SsoExchangeIn, request: Request, response: Response) -> SsoTokensOut:
+    """The tokens of an SSO sign-in, once, for the code the callback put in the UI's URL
+    fragment; 400 ``sso-code-invalid`` for any other code, a second use, a code past its
+    minute, another tenant's or one presented without the cookie of the browser it went to."""
+    async with services_of(request).sessions() as session:
+        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.name == body.tenant))
+    payload = await sso_codes(request).redeem(
+        body.code, tenant_id, request.cookies.get(HANDOFF_COOKIE)
+    )
+    response.delete_cookie(HANDOFF_COOKIE, path=HANDOFF_COOKIE_PATH)
+    tokens = TokensOut.model_validate(payload["tokens"])
+    return SsoTokensOut(**tokens.model_dump(), return_to=payload.get("return_to"))

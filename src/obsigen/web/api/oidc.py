@@ -2,15 +2,16 @@
 
 ``login`` sends the browser to the IdP with a fresh flow and sets a cookie binding the flow to
 this browser (login CSRF: a callback URL captured from someone else's sign-in does not work in
-another browser). ``callback`` verifies the IdP's answer and answers with our tokens. Every
-refusal is a 401 ``oidc-refused`` problem (502 ``idp-unreachable`` when the IdP could not be
-asked) and an ``auth.sso`` failure in the audit.
+another browser). ``callback`` verifies the IdP's answer and hands our tokens over: to a
+browser through a one-time code (303 to ``/ui/sso/complete``, see :mod:`obsigen.web.sso`), to
+other clients as JSON. Every refusal is a 401 ``oidc-refused`` problem (502
+``idp-unreachable`` when the IdP could not be asked) and an ``auth.sso`` failure in the audit.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from obsigen.db.federation_models import IdentityProvider
 from obsigen.federation.idps import enabled_idp
@@ -18,7 +19,13 @@ from obsigen.federation.oidc import OidcRelyingParty
 from obsigen.federation.oidc_errors import IdpUnreachable, OidcRefused
 from obsigen.web.api.auth import TokensOut
 from obsigen.web.auth import public, services_of
-from obsigen.web.sso import complete_sign_in, record_refusal
+from obsigen.web.sso import (
+    HANDOFF_DESCRIPTION,
+    complete_sign_in,
+    handoff,
+    prefers_html,
+    record_refusal,
+)
 
 router = APIRouter(tags=["federation"])
 
@@ -84,8 +91,13 @@ def _callback_params(request: Request) -> dict[str, str]:
     return dict(query.items())
 
 
-@router.get("/auth/oidc/{idp_id}/callback", dependencies=[public()])
-async def oidc_callback(idp_id: str, request: Request) -> JSONResponse:
+@router.get(
+    "/auth/oidc/{idp_id}/callback",
+    dependencies=[public()],
+    response_model=OidcTokensOut,
+    responses={303: {"description": HANDOFF_DESCRIPTION}},
+)
+async def oidc_callback(idp_id: str, request: Request) -> Response:
     idp = await _idp(request, idp_id)
     try:
         result = await relying_party(request).finish(
@@ -95,7 +107,11 @@ async def oidc_callback(idp_id: str, request: Request) -> JSONResponse:
         await record_refusal(request, idp, "oidc", exc.detail)
         raise
     tokens = await complete_sign_in(request, idp, result.identity)
-    body = OidcTokensOut(**tokens.model_dump(), return_to=result.return_to)
-    response = JSONResponse(body.model_dump())
+    response: Response
+    if prefers_html(request):
+        response = await handoff(request, idp, tokens, result.return_to)
+    else:
+        body = OidcTokensOut(**tokens.model_dump(), return_to=result.return_to)
+        response = JSONResponse(body.model_dump())
     response.delete_cookie(FLOW_COOKIE, path=COOKIE_PATH)
     return response

@@ -38,8 +38,13 @@ _STATIC_NAME = re.compile(r"^(?:[a-z0-9-]+/)?[a-z0-9][a-z0-9._-]{0,80}$")
 MAX_MARKDOWN_CHARS = 200_000
 MAX_MARKDOWN_ITEMS = 200
 
-Page = Literal["login", "chat", "admin"]
-_TITLES: dict[Page, str] = {"login": "Sign in", "chat": "Chat", "admin": "Administration"}
+Page = Literal["login", "chat", "admin", "sso_complete"]
+_TITLES: dict[Page, str] = {
+    "login": "Sign in",
+    "chat": "Chat",
+    "admin": "Administration",
+    "sso_complete": "Signing in",
+}
 
 _templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -74,6 +79,12 @@ async def chat_page() -> HTMLResponse:
 @router.get("/admin", dependencies=[public()], include_in_schema=False)
 async def admin_page() -> HTMLResponse:
     return _page("admin")
+
+
+@router.get("/sso/complete", dependencies=[public()], include_in_schema=False)
+async def sso_complete_page() -> HTMLResponse:
+    # The one-time code is in the fragment: it never reaches this route, its logs or a Referer.
+    return _page("sso_complete")
 
 
 @router.get("/static/{name:path}", dependencies=[public()], include_in_schema=False)

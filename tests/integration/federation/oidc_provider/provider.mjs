@@ -27,6 +27,18 @@ const provider = new Provider(cfg.issuer, {
 // The RP's redirect URI carries the IdP id, known only once the test created the IdP.
 provider.Client.prototype.redirectUriAllowed = (uri) => uri.startsWith(cfg.redirectPrefix);
 
+// Plain forms: no script, no style, so they pass a strict CSP watch in the browser tests.
+const page = ({ uid, prompt }) => {
+  const login = prompt.name === 'login';
+  const field = login
+    ? '<label for="login">Username</label> <input id="login" name="login" autocomplete="username">'
+    : '<p>Obsigen asks for your e-mail address, name and groups.</p>';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>Test IdP</title></head><body><h1>Test IdP: ${login ? 'sign in' : 'consent'}</h1>
+<form method="post" action="/interaction/${encodeURIComponent(uid)}/${prompt.name}">${field}
+<button type="submit">${login ? 'Sign in' : 'Allow'}</button></form></body></html>`;
+};
+
 const formBody = async (req) => {
   let raw = '';
   for await (const chunk of req) raw += chunk;
@@ -39,7 +51,12 @@ provider.use(async (ctx, next) => {
   const match = ctx.path.match(/^\/interaction\/([^/]+)(?:\/(login|consent))?$/);
   if (!match) return next();
   const details = await provider.interactionDetails(ctx.req, ctx.res);
-  if (ctx.method === 'GET') { ctx.body = { uid: details.uid, prompt: details.prompt.name }; return; }
+  if (ctx.method === 'GET') {
+    // A real browser (the UI tests) gets forms to fill in; httpx (Accept: */*) gets JSON.
+    if (ctx.accepts('json', 'html') === 'html') { ctx.type = 'html'; ctx.body = page(details); return; }
+    ctx.body = { uid: details.uid, prompt: details.prompt.name };
+    return;
+  }
   const body = await formBody(ctx.req);
   if (match[2] === 'login') {
     const account = accounts()[body.login];

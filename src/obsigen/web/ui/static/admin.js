@@ -1,5 +1,8 @@
 // The admin page: approvals queue, audit search and export, read-only tenant settings.
 import { ApiError, api, downloadBlob, el, initShell, notice, saveTokens, show, start } from "./common.js";
+import { loaders as federationLoaders } from "./admin_federation.js";
+import { initSecurityKeys, securityKeyStepUp, webauthnAvailable } from "./webauthn.js";
+import "./admin_accounts.js";
 
 const $ = (id) => document.getElementById(id);
 const audit = { events: [], filters: {}, next: null };
@@ -99,14 +102,7 @@ const loaders = {
     $("users-body").replaceChildren(...data(users).map((u) => el("tr", {}, cell(u.email), cell(u.roles.map((r) => r.role).join(", ")))));
     list("roles-list", data(roles), (r) => `${r.name}${r.builtin ? " (built-in)" : ""}: ${r.permissions.length} permissions${r.mfa_required ? ", needs MFA" : ""}`);
   },
-  "tenant:federation:manage": async () => {
-    const [idps, mappings] = await Promise.all([api("/api/v1/idps"), api("/api/v1/group-mappings")]);
-    list("idps-list", data(idps), (i) => `${i.display_name} (${i.protocol}, ${i.enabled ? "enabled" : "disabled"}) — ${i.domains.join(", ")}`);
-    list("mappings-list", data(mappings), (m) => JSON.stringify(m));
-  },
-  "tenant:tool_policy:read": async () => {
-    $("policy-doc").textContent = JSON.stringify(await api("/api/v1/tool-policy"), null, 2);
-  },
+  ...federationLoaders,
 };
 
 async function loadAll(me) {
@@ -116,7 +112,7 @@ async function loadAll(me) {
     section.hidden = !me.permissions.includes(permission);
     if (section.hidden) continue;
     try {
-      await loaders[permission]();
+      await loaders[permission](me);
     } catch (error) {
       if (needsStepUp(error)) stepUp = true;
       else notice(error.message, "error");
@@ -125,12 +121,6 @@ async function loadAll(me) {
   show("stepup", stepUp);
   if (stepUp) $("stepup-code").focus();
   document.body.dataset.ready = "true";
-}
-
-async function webauthnStepUp() {
-  const options = await api("/auth/mfa/webauthn/options", { method: "POST" });
-  const credential = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
-  return api("/auth/mfa/webauthn/verify", { method: "POST", body: { credential: credential.toJSON() } });
 }
 
 function bindStepUp(me) {
@@ -151,8 +141,9 @@ function bindStepUp(me) {
       fail(error);
     }
   });
-  $("stepup-key").hidden = !window.PublicKeyCredential?.parseRequestOptionsFromJSON;
-  $("stepup-key").addEventListener("click", () => webauthnStepUp().then(done, fail));
+  $("stepup-key").hidden = !webauthnAvailable();
+  $("stepup-key").addEventListener("click", () => securityKeyStepUp().then(done, fail));
+  initSecurityKeys(done);
 }
 
 async function main() {

@@ -22,7 +22,9 @@ async function discover() {
   if (!response.ok) return;
   const { data } = await response.json();
   for (const idp of data) {
-    list.append(el("li", {}, el("a", { class: "button ghost", href: idp.login_url }, `Sign in with ${idp.display_name}`)));
+    // The IdP sends the browser back through /ui/sso/complete, which then opens this page.
+    const where = new URLSearchParams({ [idp.protocol === "saml" ? "relay_state" : "return_to"]: target() });
+    list.append(el("li", {}, el("a", { class: "button ghost", href: `${idp.login_url}?${where}` }, `Sign in with ${idp.display_name}`)));
   }
   document.getElementById("sso-title").hidden = data.length === 0;
 }
