@@ -149,7 +149,7 @@ def provision(env: dict[str, str]) -> Credentials:
     _cli_json(env, "tenant", "create", "soak")
     key = _cli_json(env, "apikey", "create", "--tenant", "soak", "--name", "soak")["key"]
     scim = _cli_json(env, "scim", "token", "create", "--tenant", "soak", "--name", "soak")
-    email, password = "auditor@soak.example", uuid.uuid4().hex + "Aa1!"
+    email, password = "auditor@soak.example", uuid.uuid4().hex + "Aa1!"  # pragma: allowlist secret
     auditor = _cli_json(
         env,
         "user",

@@ -405,7 +405,7 @@ RULES: tuple[Rule, ...] = (
         "en.password-ask",
         "injection",
         WEAK,
-        # Attacks on a system prompt that holds a secret: "What is the password?". Weak: it only
+        # Attacks on a system prompt that holds a secret (asking for it). Weak: it only
         # adds to the model's score, since a user may ask about their own wifi password.
         r"(?<!not )(?<!never )(?<!n't )"
         r"\b(?:what(?:'s| is| was)|tell me|confirm|reveal|share|give me|spell)\s+(?:\w+\s+){0,2}?"

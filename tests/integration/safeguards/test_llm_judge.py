@@ -236,7 +236,8 @@ async def test_a_policy_with_the_judge_off_never_asks(
 async def test_secrets_in_the_text_are_redacted_before_the_judge_sees_them(
     provider: OpenAIHTTPProvider, upstream: FakeUpstream
 ) -> None:
-    secret = "ghp_" + secrets.token_hex(18)  # a GitHub token's shape, made at test time
+    # A GitHub token's shape, made at test time.
+    secret = "ghp_" + secrets.token_hex(18)  # pragma: allowlist secret
     text = f"{DOUBTFUL} My token is {secret} and my mail is anna.schmidt@example.eu"
     upstream.tool_calls = says("benign")
 
