@@ -8,8 +8,8 @@ thread opens a sqlite3 cursor, executes, fetches every row and closes the cursor
 
 Two more trips are saved per transaction: ``BEGIN IMMEDIATE`` travels with the
 transaction's first statement (see :meth:`OneTripConnection.defer_begin`), and a commit or
-rollback with no transaction open on the SQLite connection (the pool's rollback when a
-connection is returned after its commit, a session that ran nothing) is not sent at all.
+rollback is not sent when no statement went out since the last one that completed (the
+pool's rollback when a connection comes back after its commit, a session that ran nothing).
 
 The SQL, the transactions, the locking and the rows are those of the stock adapter, which
 also fetches every row at once (server-side cursors keep the stock class). The trip goes
@@ -118,7 +118,10 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         adapted = self._adapt_connection
         async with adapted._execute_mutex:
-            begin = adapted.take_begin() if isinstance(adapted, OneTripConnection) else None
+            begin = None
+            if isinstance(adapted, OneTripConnection):
+                begin = adapted.take_begin()
+                adapted.sent_statement()
             outcome: _Outcome = await self._connection._execute(
                 partial(_run, self._connection, begin, operation, parameters, many)
             )
@@ -134,12 +137,17 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_deferred_begin",)
+    __slots__ = ("_deferred_begin", "_maybe_open")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self._deferred_begin: str | None = None
+        # A statement went out since the last commit or rollback that completed: a
+        # transaction may be open. Cleared only once an end has come back, never on a guess:
+        # a trip whose caller was cancelled still runs on the thread, and the end sent after
+        # it must run after it too (the thread takes them in order).
+        self._maybe_open = True
 
     def defer_begin(self, statement: str) -> None:
         """Send ``statement`` (a BEGIN) just before the next statement, on the same trip.
@@ -153,24 +161,25 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         begin, self._deferred_begin = self._deferred_begin, None
         return begin
 
+    def sent_statement(self) -> None:
+        self._maybe_open = True
+
     def commit(self) -> None:
         if self._nothing_to_end():
             return
         super().commit()
+        self._maybe_open = False
 
     def rollback(self) -> None:
         if self._nothing_to_end():
             return
         super().rollback()
+        self._maybe_open = False
 
     def _nothing_to_end(self) -> bool:
-        """True when no transaction is open: ending it would be a trip that does nothing."""
-        if self.take_begin() is not None:
-            return True  # begun, but no statement ran: the BEGIN itself was never sent
-        raw = self._connection._connection
-        # Read outside the worker thread: sqlite3 answers it without a thread check, and no
-        # trip runs on this connection meanwhile (SQLAlchemy uses it from one task at a time).
-        return raw is not None and not raw.in_transaction
+        """True when ending the transaction would be a trip that does nothing."""
+        self.take_begin()  # begun, but no statement followed: that BEGIN is never sent
+        return not self._maybe_open
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -4,6 +4,7 @@ aiosqlite's thread, with the same rows, counts, errors and locking as the stock 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,37 @@ def test_a_sync_twin_is_made_only_for_a_file_database(url: str) -> None:
     assert sync_twin(make_engine("sqlite+aiosqlite:///:memory:")) is None
     assert sync_twin(make_engine("sqlite+aiosqlite://")) is None
     assert sync_twin(make_engine("mysql+asyncmy://u@127.0.0.1:3306/x")) is None
+
+
+async def test_a_statement_cancelled_on_its_trip_leaves_no_transaction_open(
+    url: str, engine: AsyncEngine
+) -> None:
+    # The trip cannot be stopped: it runs BEGIN and the INSERT after its caller gave up, so
+    # the rollback must still be sent, and run after it.
+    path = url.removeprefix("sqlite+aiosqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def insert() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t (name, n) VALUES ('cancelled', 1)"))
+
+    task = asyncio.create_task(insert())
+    await asyncio.sleep(0.3)  # its trip now waits for the lock on aiosqlite's thread
+    task.cancel()
+    await asyncio.sleep(0.2)
+    holder.execute("ROLLBACK")  # now the trip goes through: BEGIN, INSERT
+    holder.close()
+    # Still a cancellation (not an outage: a caught Exception would swallow the cancel).
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT count(*) FROM t WHERE name = 'cancelled'"))
+        assert found.scalar_one() == 0
+    probe = sqlite3.connect(path, isolation_level=None, timeout=2)
+    try:
+        probe.execute("BEGIN IMMEDIATE")  # nobody kept the write lock
+        probe.execute("ROLLBACK")
+    finally:
+        probe.close()
