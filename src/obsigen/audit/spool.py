@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from obsigen.audit.events import AuditEvent
+from obsigen.cancellation import cancel_and_wait
 
 logger = logging.getLogger("obsigen.audit.spool")
 
@@ -881,8 +882,8 @@ class SpooledSink:
             await asyncio.wait([self._task], timeout=self._policy.close_timeout_s)
             if not self._task.done():
                 # Stuck in a send: abandon it; that batch is still spooled (maybe a duplicate).
-                self._task.cancel()
-                await asyncio.wait([self._task])
+                with contextlib.suppress(Exception):
+                    await cancel_and_wait(self._task)
             if not self._task.cancelled():
                 self._task.exception()  # already logged by the task; mark it seen
         await self._sender.aclose()

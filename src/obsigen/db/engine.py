@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -114,11 +113,9 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     # A deferred transaction that reads and then writes cannot wait for a concurrent writer:
     # SQLite fails it at once with "database is locked". Taking the write lock up front makes
     # concurrent turns queue on the busy timeout instead (WAL still lets readers outside
-    # transactions proceed). Sessions from ``read_only`` never write: a deferred BEGIN gives
-    # them a snapshot without queueing behind the writers.
-    statement = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
-    if not defer_begin(conn.connection.dbapi_connection, statement):
-        conn.exec_driver_sql(statement)
+    # transactions proceed).
+    if not defer_begin(conn.connection.dbapi_connection, "BEGIN IMMEDIATE"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -134,30 +131,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-# An execution option: the transaction only reads (see _sqlite_begin_immediate).
-READ_ONLY = "obsigen_read_only"
-_read_only: weakref.WeakKeyDictionary[
-    async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]
-] = weakref.WeakKeyDictionary()
-
-
-def read_only(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
-    """Sessions like ``sessions``' for work that only reads (authenticating a caller, say).
-
-    On SQLite their transaction begins DEFERRED: a consistent snapshot that does not take the
-    write lock, so it neither waits for nor holds up the writers. Keep them to reads: a write
-    would have to take the lock mid-transaction, which SQLite may refuse at once ("database is
-    locked"). Elsewhere nothing changes.
-    """
-    made = _read_only.get(sessions)
-    if made is None:
-        bind: AsyncEngine = sessions.kw["bind"]
-        made = async_sessionmaker(
-            bind.execution_options(**{READ_ONLY: True}),
-            expire_on_commit=False,
-            info=sessions.kw.get("info"),
-        )
-        _read_only[sessions] = made
-    return made

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from obsigen.audit.recorder import AuditRecorder
+from obsigen.cancellation import cancel_and_wait
 from obsigen.config import RetentionSettings
 from obsigen.files.stores import ObjectStore
 from obsigen.retention.lock import retention_lock
@@ -85,10 +86,7 @@ class RetentionScheduler:
         self._stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(task), grace_s)
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def run_once(self) -> list[TenantPurge] | None:
         """One purge under the lock; None when another process is running one."""

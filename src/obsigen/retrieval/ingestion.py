@@ -25,6 +25,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from obsigen.cancellation import cancel_and_wait
 from obsigen.db.base import new_id, utcnow
 from obsigen.db.files_models import StoredFile
 from obsigen.db.retrieval_models import DocumentChunk, FileIngestion
@@ -325,7 +326,5 @@ class IngestionWorker:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import Callable
 
+from obsigen.cancellation import cancel_and_wait
 from obsigen.metrics import counts_runs
 from obsigen.sandbox.interfaces import (
     BackendName,
@@ -147,9 +147,7 @@ class SandboxPool:
     async def aclose(self) -> None:
         self._closed = True
         if self._filler is not None:
-            self._filler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._filler
+            await cancel_and_wait(self._filler)
         while self._ready:
             self._teardown_later(self._ready.popleft())
         await self.drain()

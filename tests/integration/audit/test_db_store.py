@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from obsigen.audit import db_store
 from obsigen.audit.canonical import NotCanonicalisable
 from obsigen.audit.chain import VerifyReport
 from obsigen.audit.db_store import CheckpointPolicy, DatabaseAuditSink
@@ -224,11 +225,18 @@ async def test_a_cancelled_writer_loses_nothing(
     assert (await verify(sink, tenant, signer, tmp_path)).intact
 
 
+@pytest.fixture
+def twin_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The synchronous twin is tested whether or not sinks use it by default."""
+    monkeypatch.setattr(db_store, "TWIN_ENABLED", True)
+
+
 def quiet_policy() -> CheckpointPolicy:
     # After the first event's checkpoint, none for a while: batches can take the twin.
     return CheckpointPolicy(every=1000, seconds=3600)
 
 
+@pytest.mark.usefixtures("twin_on")
 async def test_batches_without_a_checkpoint_take_the_sync_twin_on_a_sqlite_file(
     database_url: str, signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,6 +265,7 @@ async def test_batches_without_a_checkpoint_take_the_sync_twin_on_a_sqlite_file(
     assert threaded == ([False, True, True] if on_sqlite else [])
 
 
+@pytest.mark.usefixtures("twin_on")
 async def test_a_writer_cancelled_while_its_thread_commits_writes_once(
     signer: Signer, tmp_path: Path
 ) -> None:

@@ -15,11 +15,18 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from obsigen.db import engine as engine_module
 from obsigen.db.engine import make_engine, make_sessionmaker, sync_twin
 from obsigen.db.models import Tenant
 from obsigen.db.sqlite_driver import OneTripDBAPI, one_trip_dbapi
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, n INTEGER)"
+
+
+@pytest.fixture(autouse=True)
+def one_trip_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter is tested here whether or not engines use it by default."""
+    monkeypatch.setattr(engine_module, "ONE_TRIP_SQLITE", True)
 
 
 @pytest.fixture
